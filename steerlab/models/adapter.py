@@ -1,0 +1,507 @@
+"""The model adapter: the ONE place where backends differ.
+
+Every stage of steerlab (capture, probes, steering, SAEs) talks to a
+:class:`ModelAdapter` through four operations, and never asks which backend it is:
+
+* ``adapter.tokenize(texts)``: the tokenizer's own ids, padded by steerlab;
+* ``adapter.forward(batch, fns)``: one forward pass with *site functions* applied;
+* ``adapter.hooks(fns)``: a context manager keeping site functions on every forward
+  (and every generation step) run inside it, removed on exit and on exceptions;
+* ``adapter.generate(texts, ...)``: greedy or sampled continuations, optionally with
+  site functions applied at every step.
+
+A site function is ``fn(activation) -> Tensor | None`` on ``[batch, pos, d_model]``:
+returning None reads, returning a tensor replaces the activation. During generation
+with the KV cache, later steps see ``[batch, 1, d_model]``.
+
+Backends:
+
+* ``hf``: plain torch forward hooks on the transformers modules (located through
+  :mod:`steerlab.models.architectures`).
+* ``transformer_lens``: a TransformerBridge booted over the HF model (hook names
+  ``blocks.{l}.hook_resid_post``...), or a user's HookedTransformer.
+* ``nnsight``: nnsight traces (``model.trace`` / ``model.generate`` with ``iter``);
+  ``remote=True`` runs them on NDIF. Persistent ``hooks()`` on this backend are torch
+  hooks on the wrapped HF modules, so code calling ``adapter.hf_model`` directly is
+  affected too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import tempfile
+import warnings
+from collections import defaultdict
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from steerlab.models.architectures import ArchitectureSpec, architecture_of, context_length
+from steerlab.models.loading import load_hf, resolve_source
+from steerlab.models.tokenization import PaddingSide, TokenBatch, encode, pad, pad_token_id
+from steerlab.sites import READ_ONLY_SITES, SitePoint, resolve_layer, validate_site
+
+SiteFn = Callable[[torch.Tensor], "torch.Tensor | None"]
+SiteFns = Sequence[tuple[SitePoint, SiteFn]]
+
+BACKENDS = ("hf", "transformer_lens", "nnsight")
+
+
+# ---------------------------------------------------------------- shared hook plumbing
+
+
+def _group_by_point(fns: SiteFns) -> dict[SitePoint, list[SiteFn]]:
+    """Site functions per point, points in execution order (nnsight requires it)."""
+    grouped: dict[SitePoint, list[SiteFn]] = defaultdict(list)
+    for point, fn in fns:
+        grouped[point].append(fn)
+    return dict(sorted(grouped.items(), key=lambda item: item[0].execution_key))
+
+
+def _apply_fns(point: SitePoint, fns: list[SiteFn], activation: torch.Tensor) -> torch.Tensor | None:
+    """Run site functions in order; each sees the previous one's edit. None if nothing edited."""
+    edited = None
+    for fn in fns:
+        result = fn(activation if edited is None else edited)
+        if result is not None:
+            if point.site in READ_ONLY_SITES:
+                raise ValueError(
+                    f"{point.hook_name} is read-only: an edit there would change the pre-MLP norm's "
+                    "input, not the residual stream. Edit attn_out, or resid_pre/resid_post instead."
+                )
+            if result.shape != activation.shape:
+                raise ValueError(
+                    f"A site function at {point.hook_name} returned shape {tuple(result.shape)}, "
+                    f"expected {tuple(activation.shape)}."
+                )
+            edited = result
+    return edited
+
+
+def _unwrap(output: Any) -> torch.Tensor:
+    """Modules return a tensor or a tuple whose first element is the hidden states."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _rewrap(output: Any, hidden: torch.Tensor) -> Any:
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+def _torch_hook_snapshot(root: torch.nn.Module) -> set[tuple[str, str, int]]:
+    found = set()
+    for name, module in root.named_modules():
+        for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
+            for hook_id in getattr(module, kind, {}):
+                found.add((name, kind, hook_id))
+    return found
+
+
+# ---------------------------------------------------------------- the adapter
+
+
+class ModelAdapter:
+    """A language model behind one interface, whatever the backend.
+
+    Attributes:
+        name: the model id or path it was loaded from.
+        backend: ``"hf"``, ``"transformer_lens"`` or ``"nnsight"``.
+        n_layers, d_model: block count and residual width.
+        context_length: the longest input in tokens (None if the config does not say).
+        tokenizer: the tokenizer (never mutated by steerlab).
+        hf_model: the underlying transformers model (None for a HookedTransformer).
+        pad_token_id: id used to pad (pad, else eos, else unk token).
+    """
+
+    backend: str = ""
+
+    def __init__(self, *, name: str, tokenizer: Any, hf_model: Any, n_layers: int, d_model: int,
+                 context_length: int | None, root: torch.nn.Module):
+        self.name = name
+        self.tokenizer = tokenizer
+        self.hf_model = hf_model
+        self.n_layers = n_layers
+        self.d_model = d_model
+        self.context_length = context_length
+        self.pad_token_id = pad_token_id(tokenizer)
+        self._root = root  # the torch module tree that hooks live on
+
+    # -------------------------------------------------------------- common API
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the first parameter (the embeddings)."""
+        return next(self._root.parameters()).device
+
+    def __repr__(self) -> str:
+        return (f"ModelAdapter(name={self.name!r}, backend={self.backend!r}, n_layers={self.n_layers}, "
+                f"d_model={self.d_model}, context_length={self.context_length}, device={str(self.device)!r})")
+
+    def point(self, site: str, layer: int) -> SitePoint:
+        """A validated :class:`SitePoint` (negative layers count from the end)."""
+        point = SitePoint(validate_site(site), resolve_layer(layer, self.n_layers))
+        self._check_available(point)
+        return point
+
+    def tokenize(self, texts: Sequence[str], *, padding_side: PaddingSide = "right", strict: bool = False,
+                 chat_template: bool = False) -> TokenBatch:
+        """Tokenise with the tokenizer's own rules and pad (right for forward, left for generation)."""
+        ids = encode(self.tokenizer, texts, max_length=self.context_length, strict=strict, chat_template=chat_template)
+        return pad(ids, pad_id=self.pad_token_id, side=padding_side)
+
+    def forward(self, batch: TokenBatch, fns: SiteFns = ()) -> torch.Tensor:
+        """Logits ``[batch, pos, vocab]`` of one forward pass with site functions applied."""
+        self._check_fns(fns)
+        return self._forward(batch.to(self.device), fns)
+
+    @contextlib.contextmanager
+    def hooks(self, fns: SiteFns) -> Iterator[None]:
+        """Keep site functions on every forward inside the block; always removed on exit."""
+        self._check_fns(fns)
+        with self._attach(fns):
+            yield
+
+    def generate(self, texts: Sequence[str], max_new_tokens: int = 20, do_sample: bool = False,
+                 fns: SiteFns = (), chat_template: bool = False, **kwargs: Any) -> list[str]:
+        """The continuations (new text only) of each prompt; site functions apply at every step."""
+        batch = self.tokenize(texts, padding_side="left", chat_template=chat_template)
+        new_ids = self.generate_ids(batch, max_new_tokens=max_new_tokens, do_sample=do_sample, fns=fns, **kwargs)
+        return self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)
+
+    def generate_ids(self, batch: TokenBatch, max_new_tokens: int = 20, do_sample: bool = False,
+                     fns: SiteFns = (), **kwargs: Any) -> torch.Tensor:
+        """New token ids ``[batch, new]`` (padded with ``pad_token_id`` after an early stop)."""
+        self._check_fns(fns)
+        if batch.padding_side != "left":
+            raise ValueError("Generation needs a left-padded batch: adapter.tokenize(texts, padding_side='left').")
+        return self._generate_ids(batch.to(self.device), max_new_tokens, do_sample, fns, **kwargs)
+
+    def hook_snapshot(self) -> set[tuple[str, str, int]]:
+        """Every torch hook on the model (TransformerLens and nnsight hooks are torch hooks too)."""
+        return _torch_hook_snapshot(self._root) | {
+            ("<global>", "_global_forward_hooks", hook_id)
+            for hook_id in torch.nn.modules.module._global_forward_hooks
+        }
+
+    def _check_fns(self, fns: SiteFns) -> None:
+        for point, fn in fns:
+            if not isinstance(point, SitePoint):
+                raise TypeError(f"Expected (SitePoint, fn) pairs, got {type(point).__name__}: use adapter.point(site, layer).")
+            if not callable(fn):
+                raise TypeError(f"The site function for {point.hook_name} is not callable.")
+            if point.layer >= self.n_layers:
+                resolve_layer(point.layer, self.n_layers)  # raises the standard message
+            self._check_available(point)
+
+    # -------------------------------------------------------------- backend-specific
+
+    def _check_available(self, point: SitePoint) -> None:
+        raise NotImplementedError
+
+    def _forward(self, batch: TokenBatch, fns: SiteFns) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _attach(self, fns: SiteFns) -> contextlib.AbstractContextManager:
+        raise NotImplementedError
+
+    def _generate_ids(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
+                      **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class HFAdapter(ModelAdapter):
+    """Plain torch forward hooks on the transformers modules."""
+
+    backend = "hf"
+
+    def __init__(self, hf_model: Any, tokenizer: Any, name: str):
+        config = hf_model.config
+        self.spec: ArchitectureSpec = architecture_of(config)
+        self.blocks = hf_model.get_submodule(self.spec.blocks)
+        super().__init__(name=name, tokenizer=tokenizer, hf_model=hf_model, n_layers=len(self.blocks),
+                         d_model=config.hidden_size, context_length=context_length(config), root=hf_model)
+
+    def module_path(self, point: SitePoint) -> tuple[str, str]:
+        """``(module path from the causal LM, "input" | "output")`` of the module holding ``point``."""
+        block = f"{self.spec.blocks}.{point.layer}"
+        if point.site == "resid_pre":
+            return block, "input"
+        if point.site == "resid_post":
+            return block, "output"
+        if point.site == "resid_mid":
+            return f"{block}.{self.spec.resid_mid_input}", "input"
+        return f"{block}.{getattr(self.spec, point.site)}", "output"
+
+    def _check_available(self, point: SitePoint) -> None:
+        if point.site == "resid_mid" and self.spec.resid_mid_input is None:
+            raise ValueError(
+                f"{type(self.hf_model).__name__} computes attention and MLP in parallel, so it has no resid_mid. "
+                "Use resid_pre, attn_out, mlp_out or resid_post."
+            )
+
+    @contextlib.contextmanager
+    def _attach(self, fns: SiteFns) -> Iterator[None]:
+        handles = []
+        try:
+            for point, group in _group_by_point(fns).items():
+                path, where = self.module_path(point)
+                module = self.hf_model.get_submodule(path)
+                if where == "output":
+                    handles.append(module.register_forward_hook(_output_hook(point, group)))
+                else:
+                    handles.append(module.register_forward_pre_hook(_input_hook(point, group), with_kwargs=True))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _forward(self, batch: TokenBatch, fns: SiteFns) -> torch.Tensor:
+        with self._attach(fns):
+            return self.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+
+    def _generate_ids(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
+                      **kwargs: Any) -> torch.Tensor:
+        with self._attach(fns):
+            output = self.hf_model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                            max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                            pad_token_id=self.pad_token_id, **kwargs)
+        return output[:, batch.input_ids.shape[1]:]
+
+
+def _output_hook(point: SitePoint, group: list[SiteFn]) -> Callable:
+    def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
+        edited = _apply_fns(point, group, _unwrap(output))
+        return None if edited is None else _rewrap(output, edited)
+    return hook
+
+
+def _input_hook(point: SitePoint, group: list[SiteFn]) -> Callable:
+    def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        edited = _apply_fns(point, group, hidden)
+        if edited is None:
+            return None
+        if args:
+            return (edited, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": edited}
+    return hook
+
+
+class NNsightAdapter(HFAdapter):
+    """nnsight traces for forward and generation; torch hooks for persistent ``hooks()``."""
+
+    backend = "nnsight"
+
+    def __init__(self, nnsight_model: Any, name: str, remote: bool = False):
+        self.nnsight_model = nnsight_model
+        self.remote = remote
+        super().__init__(nnsight_model._module, nnsight_model.tokenizer, name)
+
+    def _envoy(self, path: str) -> Any:
+        envoy = self.nnsight_model
+        for part in path.split("."):
+            envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)
+        return envoy
+
+    def _intervene(self, fns: SiteFns) -> None:
+        """Inside a trace: visit each point in execution order, apply its functions."""
+        for point, group in _group_by_point(fns).items():
+            path, where = self.module_path(point)
+            envoy = self._envoy(path)
+            if where == "output":
+                output = envoy.output
+                edited = _apply_fns(point, group, _unwrap(output))
+                if edited is not None:
+                    envoy.output = _rewrap(output, edited)
+            else:
+                edited = _apply_fns(point, group, envoy.input)
+                if edited is not None:
+                    envoy.input = edited
+
+    def _inputs(self, batch: TokenBatch) -> dict[str, torch.Tensor]:
+        return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+
+    def _forward(self, batch: TokenBatch, fns: SiteFns) -> torch.Tensor:
+        with self.nnsight_model.trace(self._inputs(batch), remote=self.remote):
+            self._intervene(fns)
+            logits = self.nnsight_model.output.logits.save()
+        return logits
+
+    def _generate_ids(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
+                      **kwargs: Any) -> torch.Tensor:
+        with self.nnsight_model.generate(self._inputs(batch), max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                         pad_token_id=self.pad_token_id, remote=self.remote, **kwargs) as tracer:
+            if fns:
+                # One iteration per generated token; the first sees the whole prompt.
+                for _ in tracer.iter[:max_new_tokens]:
+                    self._intervene(fns)
+            output = tracer.result.save()
+        return output[:, batch.input_ids.shape[1]:]
+
+
+class TransformerLensAdapter(ModelAdapter):
+    """TransformerLens hook points: a TransformerBridge (over an HF model) or a HookedTransformer."""
+
+    backend = "transformer_lens"
+
+    def __init__(self, tl_model: Any, name: str):
+        self.tl_model = tl_model
+        hf_model = getattr(tl_model, "original_model", None)  # None for a HookedTransformer
+        tokenizer = tl_model.tokenizer
+        if tokenizer is None:
+            raise ValueError("This TransformerLens model has no tokenizer; attach one (model.set_tokenizer(tok)) first.")
+        cfg = tl_model.cfg
+        super().__init__(name=name, tokenizer=tokenizer, hf_model=hf_model, n_layers=cfg.n_layers,
+                         d_model=cfg.d_model, context_length=getattr(cfg, "n_ctx", None), root=tl_model)
+
+    def _check_available(self, point: SitePoint) -> None:
+        if point.hook_name not in self.tl_model.hook_dict:
+            raise ValueError(f"This model has no hook point {point.hook_name} (site {point.site!r} is not "
+                             "available for its architecture).")
+
+    @contextlib.contextmanager
+    def _attach(self, fns: SiteFns) -> Iterator[None]:
+        hooks = [(point.hook_name, _tl_hook(point, group)) for point, group in _group_by_point(fns).items()]
+        with self.tl_model.hooks(fwd_hooks=hooks):
+            yield
+
+    def _forward(self, batch: TokenBatch, fns: SiteFns) -> torch.Tensor:
+        with self._attach(fns):
+            return self.tl_model(batch.input_ids, attention_mask=batch.attention_mask, return_type="logits")
+
+    def _generate_ids(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
+                      **kwargs: Any) -> torch.Tensor:
+        if self.hf_model is not None:
+            # The bridge's hook points live inside the HF modules, so HF's generate (with its
+            # KV cache and left padding) fires them: the same generation loop as the hf backend.
+            with self._attach(fns):
+                output = self.hf_model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                                max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                                pad_token_id=self.pad_token_id, **kwargs)
+            return output[:, batch.input_ids.shape[1]:]
+        # HookedTransformer: generate one prompt at a time so no padding is involved.
+        rows = []
+        with self._attach(fns):
+            for ids, mask in zip(batch.input_ids, batch.attention_mask):
+                prompt = ids[mask.bool()].unsqueeze(0)
+                output = self.tl_model.generate(prompt, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                                verbose=False, return_type="tokens", **kwargs)
+                rows.append(output[0, prompt.shape[1]:].clone())
+        width = max(len(row) for row in rows)
+        padded = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long, device=rows[0].device)
+        for i, row in enumerate(rows):
+            padded[i, : len(row)] = row
+        return padded
+
+
+def _tl_hook(point: SitePoint, group: list[SiteFn]) -> Callable:
+    def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor | None:
+        return _apply_fns(point, group, activation)
+    return hook
+
+
+# ---------------------------------------------------------------- load_model
+
+
+def _is_instance(obj: Any, module: str, class_name: str) -> bool:
+    """isinstance by class name along the MRO, so optional backends are not imported to check."""
+    return any(cls.__name__ == class_name and cls.__module__.startswith(module) for cls in type(obj).__mro__)
+
+
+def _file_backed_tokenizer(tokenizer: Any) -> Any:
+    """TransformerBridge needs a tokenizer with a ``name_or_path``; an in-memory one is saved and reloaded."""
+    if getattr(tokenizer, "name_or_path", ""):
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as directory:
+        tokenizer.save_pretrained(directory)
+        return AutoTokenizer.from_pretrained(directory)
+
+
+def _wrap_hf(hf_model: Any, tokenizer: Any, name: str, backend: str, *, owned: bool, remote: bool) -> ModelAdapter:
+    hf_model.eval()
+    if backend == "hf":
+        return HFAdapter(hf_model, tokenizer, name)
+    if backend == "nnsight":
+        from nnsight import LanguageModel
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # LanguageModel -> TransformersModel rename
+            warnings.filterwarnings("ignore", message=".*deprecated.*")
+            return NNsightAdapter(LanguageModel(hf_model, tokenizer=tokenizer), name, remote=remote)
+    if backend == "transformer_lens":
+        from transformer_lens.model_bridge import TransformerBridge
+
+        # Booting replaces modules of the HF model in place: never do that to the user's object.
+        model = hf_model if owned else copy.deepcopy(hf_model)
+        bridge = TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=_file_backed_tokenizer(tokenizer))
+        return TransformerLensAdapter(bridge, name)
+    raise ValueError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)} (or 'auto').")
+
+
+def load_model(model: Any, backend: str = "auto", device: str | torch.device | None = None, dtype: Any = None,
+               tokenizer: Any = None, remote: bool = False, **kwargs: Any) -> ModelAdapter:
+    """Load or wrap a causal LM behind one interface for capture, probing and steering.
+
+    Args:
+        model: ``"demo"`` (the embedded demo model), a local ``save_pretrained``
+            directory, a hub id (``"gpt2"``, ``"EleutherAI/pythia-70m"``...), or an
+            object: a transformers ``PreTrainedModel`` (pass ``tokenizer=``), a
+            TransformerLens ``HookedTransformer`` / ``TransformerBridge``, or an nnsight
+            model. Objects are wrapped, never reloaded (a PreTrainedModel wrapped for the
+            transformer_lens backend is deep-copied first, because booting a bridge
+            rewrites its modules).
+        backend: ``"hf"``, ``"transformer_lens"``, ``"nnsight"`` or ``"auto"`` (hf for
+            names and HF models, the object's own backend otherwise).
+        device: where to put a model loaded here (``device_map`` in kwargs for sharding).
+        dtype: e.g. ``torch.bfloat16``; passed to ``from_pretrained``.
+        tokenizer: the tokenizer for a PreTrainedModel object.
+        remote: nnsight backend only: run traces on NDIF.
+        **kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` (``device_map``,
+            ``revision``...).
+
+    Returns:
+        A :class:`ModelAdapter`.
+
+    Example:
+        >>> import steerlab
+        >>> model = steerlab.load_model("demo")                          # doctest: +SKIP
+        >>> model.generate(["q : where is Varo ? a :"], max_new_tokens=2)  # doctest: +SKIP
+    """
+    if backend not in (*BACKENDS, "auto"):
+        raise ValueError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)} or 'auto'.")
+
+    if isinstance(model, ModelAdapter):
+        if backend not in ("auto", model.backend):
+            raise ValueError(f"This model is already wrapped for the {model.backend!r} backend; load it again by name.")
+        return model
+    if _is_instance(model, "transformer_lens", "TransformerBridge") or _is_instance(model, "transformer_lens", "HookedTransformer"):
+        _require_backend(backend, "transformer_lens", type(model).__name__)
+        return TransformerLensAdapter(model, getattr(model.cfg, "model_name", type(model).__name__))
+    if _is_instance(model, "nnsight", "NNsight"):
+        _require_backend(backend, "nnsight", type(model).__name__)
+        return NNsightAdapter(model, getattr(model._module.config, "_name_or_path", "") or "nnsight-model", remote=remote)
+    if _is_instance(model, "transformers", "PreTrainedModel"):
+        if tokenizer is None:
+            raise ValueError("Pass the model's tokenizer too: load_model(hf_model, tokenizer=tokenizer).")
+        name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+        return _wrap_hf(model, tokenizer, name, "hf" if backend == "auto" else backend, owned=False, remote=remote)
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        source = resolve_source(model)
+        if device is not None and "device_map" not in kwargs:
+            kwargs["device_map"] = device
+        hf_model, loaded_tokenizer = load_hf(source, dtype=dtype, **kwargs)
+        name = "demo" if str(model) == "demo" else source
+        return _wrap_hf(hf_model, tokenizer or loaded_tokenizer, name, "hf" if backend == "auto" else backend,
+                        owned=True, remote=remote)
+    raise TypeError(
+        f"Unsupported model object of type {type(model).__name__}. Pass a name or path, a transformers "
+        "PreTrainedModel (with tokenizer=), a TransformerLens HookedTransformer/TransformerBridge, or an nnsight model."
+    )
+
+
+def _require_backend(requested: str, native: str, kind: str) -> None:
+    if requested not in ("auto", native):
+        raise ValueError(f"A {kind} runs on the {native!r} backend; pass backend='{native}' or 'auto', "
+                         "or pass the underlying transformers model to use another backend.")
