@@ -344,10 +344,12 @@ class TransformerLensAdapter(ModelAdapter):
 
     backend = "transformer_lens"
 
-    def __init__(self, tl_model: Any, name: str):
+    def __init__(self, tl_model: Any, name: str, tokenizer: Any = None):
         self.tl_model = tl_model
         hf_model = getattr(tl_model, "original_model", None)  # None for a HookedTransformer
-        tokenizer = tl_model.tokenizer
+        # Booting gives the bridge a copy of the tokenizer that prepends BOS; steerlab keeps
+        # the user's own so that every backend sees the same token ids.
+        tokenizer = tokenizer if tokenizer is not None else tl_model.tokenizer
         if tokenizer is None:
             raise ValueError("This TransformerLens model has no tokenizer; attach one (model.set_tokenizer(tok)) first.")
         cfg = tl_model.cfg
@@ -436,7 +438,7 @@ def _wrap_hf(hf_model: Any, tokenizer: Any, name: str, backend: str, *, owned: b
         # Booting replaces modules of the HF model in place: never do that to the user's object.
         model = hf_model if owned else copy.deepcopy(hf_model)
         bridge = TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=_file_backed_tokenizer(tokenizer))
-        return TransformerLensAdapter(bridge, name)
+        return TransformerLensAdapter(bridge, name, tokenizer=tokenizer)
     raise ValueError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)} (or 'auto').")
 
 
@@ -456,7 +458,9 @@ def load_model(model: Any, backend: str = "auto", device: str | torch.device | N
             names and HF models, the object's own backend otherwise).
         device: where to put a model loaded here (``device_map`` in kwargs for sharding).
         dtype: e.g. ``torch.bfloat16``; passed to ``from_pretrained``.
-        tokenizer: the tokenizer for a PreTrainedModel object.
+        tokenizer: the tokenizer for a PreTrainedModel object; for a TransformerLens
+            object, overrides its own (whose copy may prepend BOS, which the HF path
+            would not).
         remote: nnsight backend only: run traces on NDIF.
         **kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` (``device_map``,
             ``revision``...).
@@ -478,8 +482,8 @@ def load_model(model: Any, backend: str = "auto", device: str | torch.device | N
         return model
     if _is_instance(model, "transformer_lens", "TransformerBridge") or _is_instance(model, "transformer_lens", "HookedTransformer"):
         _require_backend(backend, "transformer_lens", type(model).__name__)
-        return TransformerLensAdapter(model, getattr(model.cfg, "model_name", type(model).__name__))
-    if _is_instance(model, "nnsight", "NNsight"):
+        return TransformerLensAdapter(model, getattr(model.cfg, "model_name", type(model).__name__), tokenizer=tokenizer)
+    if _is_instance(model, "nnsight", "HuggingFaceModel"):
         _require_backend(backend, "nnsight", type(model).__name__)
         return NNsightAdapter(model, getattr(model._module.config, "_name_or_path", "") or "nnsight-model", remote=remote)
     if _is_instance(model, "transformers", "PreTrainedModel"):

@@ -54,10 +54,12 @@ def load_hf(source: str, *, dtype: Any = None, device_map: Any = None, **kwargs:
     """Load a causal LM and its tokenizer with transformers (SDPA attention, eval mode)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs.setdefault("attn_implementation", "sdpa")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        hf_model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map, **kwargs)
+        if "attn_implementation" in kwargs:
+            hf_model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map, **kwargs)
+        else:
+            hf_model = _load_preferring_sdpa(AutoModelForCausalLM, source, dtype=dtype, device_map=device_map, **kwargs)
     except OSError as error:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = " HF_HUB_OFFLINE=1 is set, so only the local cache is searched." if offline else ""
@@ -67,3 +69,13 @@ def load_hf(source: str, *, dtype: Any = None, device_map: Any = None, **kwargs:
         ) from error
     hf_model.eval()
     return hf_model, tokenizer
+
+
+def _load_preferring_sdpa(auto_class: Any, source: str, **kwargs: Any) -> Any:
+    """SDPA attention is several times faster on CPU; some architectures (Gemma-2) lack it."""
+    try:
+        return auto_class.from_pretrained(source, attn_implementation="sdpa", **kwargs)
+    except ValueError as error:
+        if "scaled_dot_product_attention" not in str(error):
+            raise
+        return auto_class.from_pretrained(source, **kwargs)

@@ -1,0 +1,176 @@
+"""Built-in datasets, user-data loaders and their error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import steerlab.datasets as sd
+from steerlab.datasets import ConceptDataset, ContrastPairs, DatasetFormatError, QADataset
+from steerlab.world.world import generate_world
+
+GOT_CITIES = Path("/work/shared/data/got_cities.csv")
+TRUTH_SETS = ["demo/cities", "demo/neg_cities", "demo/cities_gap", "demo/cities_new_template",
+              "demo/larger_than", "demo/people", "demo/objects"]
+
+
+@pytest.mark.parametrize("name", [n for n in sd.available() if n != "demo/qa"])
+def test_builtin_sets_are_balanced_typed_and_split_by_entity(name):
+    train, test = sd.load(name, "train"), sd.load(name, "test")
+    for ds in (train, test):
+        assert isinstance(ds, ConceptDataset)
+        assert ds.labels.dtype == np.int64 and set(ds.labels.tolist()) == {0, 1}
+        assert abs(ds.labels.mean() - 0.5) < 0.1
+        assert len(ds.groups) == len(ds) > 20
+        assert f"n={len(ds)}" in repr(ds) and name in repr(ds)
+        if ds.spans is not None:
+            for text, (start, end) in zip(ds.texts, ds.spans):
+                assert 0 <= start < end <= len(text)
+    assert not set(train.groups) & set(test.groups), "an entity leaks between train and test"
+
+
+@pytest.mark.parametrize("name", TRUTH_SETS)
+def test_truth_sets_have_verdict_prompts_matching_the_world(name):
+    ds = sd.load(name, "test")
+    assert ds.verdict_words == ("true", "false")
+    assert len(ds.verdict_prompts) == len(ds)
+    assert all(t.startswith(ds.texts[i][: ds.spans[i][1]]) for i, t in enumerate(ds.verdict_prompts))
+
+
+def test_city_labels_agree_with_fact_table():
+    w = generate_world(0)
+    for split in ("train", "test"):
+        for neg in (False, True):
+            ds = sd.load("demo/neg_cities" if neg else "demo/cities", split)
+            for text, label in zip(ds.texts, ds.labels):
+                words = text.split()
+                in_country = w.cities[words[0]] == words[-2]
+                assert label == (not in_country if neg else in_country), text
+    test_cities = set(sd.load("demo/cities", "test").groups)
+    assert test_cities == set(w.cities_with_role("heldout"))
+
+
+def test_larger_than_test_pairs_are_heldout_and_correct():
+    w = generate_world(0)
+    ds = sd.load("demo/larger_than", "test")
+    for text, label in zip(ds.texts, ds.labels):
+        a, b = int(text.split()[0]), int(text.split()[4])
+        assert w.number_pair_is_heldout(a, b)
+        assert label == int(a > b)
+
+
+def test_qa_dataset_covers_rare_conflicted_and_unseen():
+    w = generate_world(0)
+    train, test = sd.load("demo/qa", "train"), sd.load("demo/qa", "test")
+    assert isinstance(test, QADataset)
+    assert not set(train.groups) & set(test.groups)
+    assert len(train) + len(test) > 500
+    roles = set(test.roles)
+    assert {"rare", "conflicted", "unseen", "heldout"} <= roles
+    assert all(t.endswith("? a :") for t in test.texts)
+    assert not set(test.groups) & w.qa_trained_cities
+    for entity, kind, answer in zip(test.groups, test.kinds, test.answers):
+        assert answer == (w.cities[entity] if kind == "city" else w.people[entity].job)
+    seen = test.frequency[test.frequency > 0]
+    assert seen.max() / seen.min() > 100 and (test.frequency == 0).sum() > 20
+
+
+def test_load_is_deterministic():
+    a, b = sd.load("demo/cities_gap", "test"), sd.load("demo/cities_gap", "test")
+    assert a.texts == b.texts and (a.labels == b.labels).all()
+
+
+def test_unknown_name_and_split_errors():
+    with pytest.raises(KeyError, match="available"):
+        sd.load("demo/nope")
+    with pytest.raises(ValueError, match="'train' or 'test'"):
+        sd.load("demo/cities", split="validation")
+
+
+def test_english_facts():
+    train, test = sd.load("english/facts", "train"), sd.load("english/facts", "test")
+    assert len(train) + len(test) >= 300
+    assert not set(train.groups) & set(test.groups)
+    rows = dict(zip(train.texts + test.texts, np.concatenate([train.labels, test.labels]).tolist()))
+    assert rows["The capital of France is Paris."] == 1
+    assert rows["The capital of France is not Paris."] == 0
+    assert rows["Water freezes at 0 degrees Celsius."] == 1
+
+
+def test_contrast_pairs_from_dataset_and_errors():
+    pairs = ContrastPairs.from_dataset(sd.load("demo/sentiment", "train"))
+    assert len(pairs) == 300
+    pos, neg = next(iter(pairs))
+    assert pos.split()[:2] == neg.split()[:2] and pos != neg
+    with pytest.raises(DatasetFormatError, match="equal lengths"):
+        ContrastPairs(positive=["a", "b"], negative=["c"])
+    with pytest.raises(DatasetFormatError, match="at least one"):
+        ContrastPairs(positive=[], negative=[])
+
+
+# ---- user data loaders ---------------------------------------------------------------
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_from_csv_and_jsonl_roundtrip(tmp_path):
+    csv_path = _write(tmp_path / "mine.csv", "statement,label,topic\nA is B.,true,x\nA is C.,FALSE,x\nD is E.,1,y\n")
+    ds = sd.from_csv(csv_path, group_column="topic")
+    assert ds.texts == ["A is B.", "A is C.", "D is E."]
+    assert ds.labels.tolist() == [1, 0, 1] and ds.groups == ["x", "x", "y"]
+    assert ds.name == "mine"
+    jsonl = tmp_path / "mine.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"statement": t, "label": int(y)}) for t, y in zip(ds.texts, ds.labels)) + "\n")
+    assert sd.from_jsonl(jsonl).labels.tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "no rows found"),
+        ("statement,label\n", "no rows found"),
+        ("text,label\nA.,1\nB.,0\n", "missing column 'statement'"),
+        ("statement,truth\nA.,1\nB.,0\n", "missing column 'label'"),
+        ("statement,label\nA.,1\nB.,2\n", "must be binary"),
+        ("statement,label\nA.,1\nB.,1\n", "needs both classes"),
+    ],
+)
+def test_csv_errors_name_the_problem(tmp_path, content, message):
+    path = _write(tmp_path / "bad.csv", content)
+    with pytest.raises(DatasetFormatError, match=message):
+        sd.from_csv(path)
+
+
+def test_jsonl_and_missing_file_errors(tmp_path):
+    with pytest.raises(DatasetFormatError, match="not valid JSON"):
+        sd.from_jsonl(_write(tmp_path / "bad.jsonl", '{"statement": "a", "label": 1}\n{oops\n'))
+    with pytest.raises(DatasetFormatError, match="no rows"):
+        sd.from_jsonl(_write(tmp_path / "empty.jsonl", "\n"))
+    with pytest.raises(FileNotFoundError):
+        sd.from_csv(tmp_path / "absent.csv")
+
+
+def test_from_hf_dataset():
+    datasets = pytest.importorskip("datasets")
+    hf = datasets.Dataset.from_dict({"sentence": ["good .", "bad .", "fine ."], "y": [1, 0, 1]})
+    ds = sd.from_hf(hf, text_column="sentence", label_column="y", name="toy")
+    assert ds.texts == ["good .", "bad .", "fine ."] and ds.labels.tolist() == [1, 0, 1]
+    with pytest.raises(DatasetFormatError, match="missing column 'label'"):
+        sd.from_hf(hf, text_column="sentence")
+
+
+@pytest.mark.skipif(not GOT_CITIES.exists(), reason="Geometry of Truth cities CSV not present")
+def test_geometry_of_truth_cities_csv():
+    ds = sd.from_csv(GOT_CITIES, group_column="city")
+    assert len(ds) > 1000
+    assert 0.4 < ds.labels.mean() < 0.6
+    assert ds.texts[0] == "The city of Krasnodar is in Russia." and ds.labels[0] == 1
+    train, test = sd.split_by_group(ds, "train"), sd.split_by_group(ds, "test")
+    assert len(train) + len(test) == len(ds)
+    assert not set(train.groups) & set(test.groups)
