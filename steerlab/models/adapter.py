@@ -262,10 +262,16 @@ class HFAdapter(ModelAdapter):
     def _generate_ids(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
                       **kwargs: Any) -> torch.Tensor:
         with self._attach(fns):
-            output = self.hf_model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                            max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                            pad_token_id=self.pad_token_id, **kwargs)
-        return output[:, batch.input_ids.shape[1]:]
+            return _hf_generate(self, batch, max_new_tokens, do_sample, **kwargs)
+
+
+def _hf_generate(adapter: ModelAdapter, batch: TokenBatch, max_new_tokens: int, do_sample: bool,
+                 **kwargs: Any) -> torch.Tensor:
+    """transformers' own generation loop (KV cache, left padding); new tokens only."""
+    output = adapter.hf_model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                       max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                       pad_token_id=adapter.pad_token_id, **kwargs)
+    return output[:, batch.input_ids.shape[1]:]
 
 
 def _output_hook(point: SitePoint, group: list[SiteFn]) -> Callable:
@@ -377,10 +383,7 @@ class TransformerLensAdapter(ModelAdapter):
             # The bridge's hook points live inside the HF modules, so HF's generate (with its
             # KV cache and left padding) fires them: the same generation loop as the hf backend.
             with self._attach(fns):
-                output = self.hf_model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                                max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                                pad_token_id=self.pad_token_id, **kwargs)
-            return output[:, batch.input_ids.shape[1]:]
+                return _hf_generate(self, batch, max_new_tokens, do_sample, **kwargs)
         # HookedTransformer: generate one prompt at a time so no padding is involved.
         rows = []
         with self._attach(fns):
