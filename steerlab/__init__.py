@@ -26,6 +26,8 @@ _LAZY = {
     "record": "steerlab.hooks",
     "edit": "steerlab.hooks",
     "no_leftover_hooks": "steerlab.hooks",
+    "SteeringVector": "steerlab.steering.vector",
+    "steer": "steerlab.steering.injection",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -39,6 +39,7 @@ import torch
 
 from steerlab.models.architectures import ArchitectureSpec, architecture_of, context_length
 from steerlab.models.loading import load_hf, resolve_source
+from steerlab.models.token_positions import TokenPositions
 from steerlab.models.tokenization import PaddingSide, TokenBatch, encode, pad, pad_token_id
 from steerlab.sites import READ_ONLY_SITES, SitePoint, resolve_layer, validate_site
 
@@ -176,6 +177,24 @@ class ModelAdapter:
             raise ValueError("Generation needs a left-padded batch: adapter.tokenize(texts, padding_side='left').")
         return self._generate_ids(batch.to(self.device), max_new_tokens, do_sample, fns, **kwargs)
 
+    @contextlib.contextmanager
+    def token_positions(self) -> Iterator[TokenPositions]:
+        """Track each forward's token positions (see :class:`TokenPositions`) inside the block."""
+        tracker = TokenPositions()
+
+        def before_forward(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            ids = args[0] if args else kwargs.get("input_ids", kwargs.get("input"))
+            if ids is None:
+                ids = kwargs["inputs_embeds"][..., 0]
+            tracker.update(ids.shape[0], ids.shape[1], ids.device, kwargs.get("attention_mask"),
+                           self._past_length(kwargs))
+
+        handle = self._forward_root().register_forward_pre_hook(before_forward, with_kwargs=True)
+        try:
+            yield tracker
+        finally:
+            handle.remove()
+
     def hook_snapshot(self) -> set[tuple[str, str, int]]:
         """Every torch hook on the model (TransformerLens and nnsight hooks are torch hooks too)."""
         return _torch_hook_snapshot(self._root) | {
@@ -194,6 +213,15 @@ class ModelAdapter:
             self._check_available(point)
 
     # -------------------------------------------------------------- backend-specific
+
+    def _forward_root(self) -> torch.nn.Module:
+        """The module every forward pass goes through (all backends but HookedTransformer run the HF model)."""
+        return self.hf_model
+
+    @staticmethod
+    def _past_length(kwargs: dict) -> int | None:
+        cache = kwargs.get("past_key_values")
+        return 0 if cache is None else int(cache.get_seq_length())
 
     def _check_available(self, point: SitePoint) -> None:
         raise NotImplementedError
@@ -302,6 +330,34 @@ class NNsightAdapter(HFAdapter):
         self.nnsight_model = nnsight_model
         self.remote = remote
         super().__init__(nnsight_model._module, nnsight_model.tokenizer, name)
+        self._persistent: list[tuple[SitePoint, SiteFn]] = []  # site functions of open hooks() blocks
+        self._tracing = False
+
+    @contextlib.contextmanager
+    def _attach(self, fns: SiteFns) -> Iterator[None]:
+        """Torch hooks serve direct ``hf_model`` calls; inside an nnsight trace they stand down
+        and the same functions run as trace interventions, because nnsight reads a module's
+        output before torch forward hooks could edit it."""
+        entries = list(fns)
+        standing_down = [(point, self._unless_tracing(fn)) for point, fn in entries]
+        self._persistent.extend(entries)
+        try:
+            with super()._attach(standing_down):
+                yield
+        finally:
+            for entry in entries:
+                self._persistent.remove(entry)
+
+    def _unless_tracing(self, fn: SiteFn) -> SiteFn:
+        return lambda activation: None if self._tracing else fn(activation)
+
+    @contextlib.contextmanager
+    def _trace_scope(self) -> Iterator[None]:
+        self._tracing = True
+        try:
+            yield
+        finally:
+            self._tracing = False
 
     def _envoy(self, path: str) -> Any:
         envoy = self.nnsight_model
@@ -328,15 +384,18 @@ class NNsightAdapter(HFAdapter):
         return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
 
     def _forward(self, batch: TokenBatch, fns: SiteFns) -> torch.Tensor:
-        with self.nnsight_model.trace(self._inputs(batch), remote=self.remote):
+        fns = [*self._persistent, *fns]  # open hooks() blocks first, as on the other backends
+        with self._trace_scope(), self.nnsight_model.trace(self._inputs(batch), remote=self.remote):
             self._intervene(fns)
             logits = self.nnsight_model.output.logits.save()
         return logits
 
     def _generate_ids(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
                       **kwargs: Any) -> torch.Tensor:
-        with self.nnsight_model.generate(self._inputs(batch), max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                         pad_token_id=self.pad_token_id, remote=self.remote, **kwargs) as tracer:
+        fns = [*self._persistent, *fns]
+        with self._trace_scope(), self.nnsight_model.generate(
+                self._inputs(batch), max_new_tokens=max_new_tokens, do_sample=do_sample,
+                pad_token_id=self.pad_token_id, remote=self.remote, **kwargs) as tracer:
             if fns:
                 # One iteration per generated token; the first sees the whole prompt.
                 for _ in tracer.iter[:max_new_tokens]:
@@ -361,6 +420,14 @@ class TransformerLensAdapter(ModelAdapter):
         cfg = tl_model.cfg
         super().__init__(name=name, tokenizer=tokenizer, hf_model=hf_model, n_layers=cfg.n_layers,
                          d_model=cfg.d_model, context_length=getattr(cfg, "n_ctx", None), root=tl_model)
+
+    def _forward_root(self) -> torch.nn.Module:
+        return self.hf_model if self.hf_model is not None else self.tl_model
+
+    def _past_length(self, kwargs: dict) -> int | None:
+        if self.hf_model is not None:
+            return super()._past_length(kwargs)
+        return None  # HookedTransformer's own cache: inferred from the sequence of forwards
 
     def _check_available(self, point: SitePoint) -> None:
         if point.hook_name not in self.tl_model.hook_dict:

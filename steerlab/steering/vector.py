@@ -1,0 +1,234 @@
+"""``SteeringVector``: a direction in one model's activation space, with where it goes and where it came from."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from steerlab.artifacts import load_artifact, save_artifact
+from steerlab.sites import SitePoint, validate_site
+
+KIND = "steering_vector"
+
+
+@dataclass(frozen=True)
+class SteeringVector:
+    """A direction ``[d_model]`` to inject at ``site`` of one or more layers.
+
+    Attributes:
+        direction: ``[d_model]`` float32, used as stored by ``mode="add"`` (h <- h + alpha * direction).
+        layers: the layer(s) it is injected at.
+        site: a site name (``resid_post`` by default).
+        model_name: the model it was built on (checked on injection; None skips the check).
+        probe_weight_norm, probe_intercept: for ``mode="clamp"``: the source probe's logit is
+            ``probe_intercept + probe_weight_norm * (unit(direction) . h)``.
+        typical_norm: mean ``||h||`` at the site on reference text, for alpha in norm units.
+        provenance: where it came from (method, dataset, probe metrics...).
+
+    Example:
+        >>> import torch
+        >>> from steerlab import SteeringVector
+        >>> v = SteeringVector(torch.ones(4), layers=2, model_name=None)
+        >>> (2 * v - v).direction.tolist(), v.layers
+        ([1.0, 1.0, 1.0, 1.0], (2,))
+    """
+
+    direction: torch.Tensor
+    layers: tuple[int, ...] | int = 0
+    site: str = "resid_post"
+    model_name: str | None = None
+    probe_weight_norm: float | None = None
+    probe_intercept: float | None = None
+    typical_norm: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        direction = torch.as_tensor(self.direction).detach().to("cpu", torch.float32)
+        if direction.ndim != 1:
+            raise ValueError(f"A steering direction is one vector [d_model], got shape {tuple(direction.shape)}; "
+                             "for a per-layer probe pick a layer (SteeringVector.from_probe(probe, layer=...)).")
+        if not torch.isfinite(direction).all():
+            raise ValueError("The steering direction contains NaN or inf values.")
+        layers = (self.layers,) if isinstance(self.layers, int) else tuple(int(layer) for layer in self.layers)
+        if not layers:
+            raise ValueError("A steering vector needs at least one layer.")
+        validate_site(self.site)
+        object.__setattr__(self, "direction", direction)
+        object.__setattr__(self, "layers", layers)
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def d_model(self) -> int:
+        return int(self.direction.shape[0])
+
+    @property
+    def norm(self) -> float:
+        return float(self.direction.norm())
+
+    @property
+    def unit(self) -> torch.Tensor:
+        """The direction scaled to norm 1."""
+        return self.direction / self.direction.norm().clamp_min(1e-12)
+
+    def points(self, n_layers: int) -> list[SitePoint]:
+        from steerlab.sites import resolve_layer
+
+        return [SitePoint(self.site, resolve_layer(layer, n_layers)) for layer in self.layers]
+
+    def __repr__(self) -> str:
+        source = self.provenance.get("method", "tensor")
+        return (f"SteeringVector(site={self.site!r}, layers={list(self.layers)}, d_model={self.d_model}, "
+                f"norm={self.norm:.3g}, model={self.model_name!r}, source={source!r})")
+
+    # ------------------------------------------------------------ arithmetic
+
+    def _combine(self, other: "SteeringVector", sign: float) -> "SteeringVector":
+        if not isinstance(other, SteeringVector):
+            return NotImplemented
+        mismatched = [name for name in ("site", "layers", "model_name", "d_model")
+                      if getattr(self, name) != getattr(other, name)]
+        if mismatched:
+            raise ValueError(f"Cannot combine steering vectors that differ in {', '.join(mismatched)}.")
+        return replace(self, direction=self.direction + sign * other.direction, probe_weight_norm=None,
+                       probe_intercept=None, provenance={"method": "arithmetic"})
+
+    def __add__(self, other: "SteeringVector") -> "SteeringVector":
+        return self._combine(other, 1.0)
+
+    def __sub__(self, other: "SteeringVector") -> "SteeringVector":
+        return self._combine(other, -1.0)
+
+    def __mul__(self, scalar: float) -> "SteeringVector":
+        if not isinstance(scalar, (int, float)):
+            return NotImplemented
+        return replace(self, direction=self.direction * float(scalar))
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> "SteeringVector":
+        return self * -1.0
+
+    def at(self, layers: int | Sequence[int]) -> "SteeringVector":
+        """The same direction injected at other layer(s)."""
+        return replace(self, layers=layers)
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def from_probe(cls, probe: Any, layer: int | None = None, **overrides: Any) -> "SteeringVector":
+        """From any fitted steerlab probe or direction (RaptorProbe, DiffMeans, LDA...).
+
+        The direction is the probe's unit raw-space ``concept_vector_``; the probe's weight
+        norm and intercept travel along so ``mode="clamp"`` can target a probe probability.
+        For a probe fitted per layer (``coef_`` ``[n_layers, d]``) pass the model ``layer``.
+        """
+        if getattr(probe, "coef_", None) is None:
+            raise ValueError(f"{type(probe).__name__} is not fitted (no coef_): call fit first.")
+        coef = torch.as_tensor(probe.coef_, dtype=torch.float32)
+        intercept = torch.as_tensor(probe.intercept_, dtype=torch.float32).reshape(-1)
+        probe_layers = list(getattr(probe, "layers_", None) or [])
+        if coef.ndim == 2 and coef.shape[0] == 1 and len(probe_layers) <= 1:
+            coef = coef[0]  # sklearn-style [1, d] for a single binary probe
+        if coef.ndim == 2:
+            if layer is None:
+                raise ValueError(f"This probe was fitted at {coef.shape[0]} layers {probe_layers or ''}: pass layer=.")
+            if probe_layers:
+                if layer not in probe_layers:
+                    raise ValueError(f"The probe has no layer {layer}; its layers are {probe_layers}.")
+                slot = probe_layers.index(layer)
+            else:
+                slot = layer
+            coef, intercept = coef[slot], intercept[slot]
+        else:
+            layer = layer if layer is not None else (probe_layers[0] if probe_layers else None)
+            if layer is None:
+                raise ValueError("The probe does not record its layer: pass layer=.")
+            intercept = intercept[0]
+        coef = coef.to(torch.float32)
+        metrics = {key: value for key, value in (getattr(probe, "metrics_", None) or {}).items()
+                   if isinstance(value, (int, float, str))}
+        fields = dict(direction=coef / coef.norm(), layers=layer, site=getattr(probe, "site", None) or "resid_post",
+                      model_name=getattr(probe, "model_name", None), probe_weight_norm=float(coef.norm()),
+                      probe_intercept=float(intercept),
+                      provenance={"method": type(probe).__name__, "position": getattr(probe, "position", None),
+                                  "C": _scalar_at(getattr(probe, "C_", None), probe_layers, layer), **metrics})
+        return cls(**{**fields, **overrides})
+
+    @classmethod
+    def from_contrast_pairs(cls, model: Any, positives: Sequence[str], negatives: Sequence[str], layer: int,
+                            site: str = "resid_post", position: str | int = "last", batch_size: int = 32
+                            ) -> "SteeringVector":
+        """CAA (Rimsky et al., "Steering Llama 2 via Contrastive Activation Addition"): the mean of
+        ``h(positive) - h(negative)`` over pairs at ``position``; with one pair this is ActAdd
+        (Turner et al., "Activation Addition"). ``typical_norm`` is the mean ``||h||`` of both sides.
+        """
+        from steerlab.capture import capture
+
+        if len(positives) != len(negatives):
+            raise ValueError(f"Contrast pairs need as many positives as negatives ({len(positives)} vs {len(negatives)}).")
+        positive = capture(model, positives, layers=[layer], site=site, position=position, batch_size=batch_size,
+                           progress=False).values[:, 0]
+        negative = capture(model, negatives, layers=[layer], site=site, position=position, batch_size=batch_size,
+                           progress=False).values[:, 0]
+        typical = float(torch.cat([positive, negative]).norm(dim=-1).mean())
+        return cls((positive - negative).mean(dim=0), layers=positive_layer(model, layer), site=site,
+                   model_name=model.name, typical_norm=typical,
+                   provenance={"method": "ActAdd" if len(positives) == 1 else "CAA", "n_pairs": len(positives),
+                               "position": position})
+
+    @classmethod
+    def from_sae_feature(cls, sae: Any, feature: int, model_name: str | None = None) -> "SteeringVector":
+        """An SAE decoder row ``W_dec[feature]`` (sae-lens), at the SAE's own hook point."""
+        hook_name = sae.cfg.metadata.hook_name
+        point = SitePoint.parse(hook_name)
+        if not 0 <= feature < sae.W_dec.shape[0]:
+            raise ValueError(f"Feature {feature} is out of range: the SAE has {sae.W_dec.shape[0]} latents.")
+        return cls(sae.W_dec[feature].detach(), layers=point.layer, site=point.site, model_name=model_name,
+                   provenance={"method": "SAE feature", "feature": feature, "hook_name": hook_name})
+
+    def with_typical_norm(self, model: Any, texts: Sequence[str]) -> "SteeringVector":
+        """Record the mean ``||h||`` at the vector's site and first layer over ``texts`` (all tokens)."""
+        from steerlab.capture import capture
+
+        values = capture(model, texts, layers=[self.layers[0]], site=self.site, position="all", progress=False).values
+        return replace(self, typical_norm=float(values[:, 0].norm(dim=-1).mean()))
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``path.safetensors`` + ``path.json``."""
+        metadata = {"site": self.site, "layers": list(self.layers), "model": self.model_name, "d_model": self.d_model,
+                    "probe_weight_norm": self.probe_weight_norm, "probe_intercept": self.probe_intercept,
+                    "typical_norm": self.typical_norm, "provenance": self.provenance}
+        return save_artifact(path, {"direction": self.direction}, metadata, kind=KIND, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SteeringVector":
+        tensors, metadata = load_artifact(path, kind=KIND)
+        if metadata["d_model"] != tensors["direction"].shape[0]:
+            raise ValueError(f"{path}: metadata says d_model={metadata['d_model']} but the tensor has "
+                             f"{tensors['direction'].shape[0]} entries; the file is corrupt.")
+        return cls(tensors["direction"], layers=metadata["layers"], site=metadata["site"], model_name=metadata["model"],
+                   probe_weight_norm=metadata["probe_weight_norm"], probe_intercept=metadata["probe_intercept"],
+                   typical_norm=metadata["typical_norm"], provenance=metadata["provenance"])
+
+
+def positive_layer(model: Any, layer: int) -> int:
+    """Negative layers resolved against the model, so a saved vector names a real layer."""
+    from steerlab.sites import resolve_layer
+
+    return resolve_layer(layer, model.n_layers)
+
+
+def _scalar_at(values: Any, layers: list[int], layer: int | None) -> float | None:
+    if values is None:
+        return None
+    tensor = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    if tensor.numel() == 1:
+        return float(tensor[0])
+    return float(tensor[layers.index(layer)]) if layers and layer in layers else None
