@@ -1,0 +1,138 @@
+"""``evaluate`` and ``sweep``: a steering vector's effect and side effects, with a random control."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from steerlab.models.adapter import ModelAdapter
+from steerlab.steering import metrics
+from steerlab.steering.injection import steer
+from steerlab.steering.vector import SteeringVector
+
+# efficacy(model) -> one number, measured inside the steering block (higher = more effect)
+Efficacy = Callable[[ModelAdapter], float]
+
+
+def flip_rate(model: ModelAdapter, prompts: Sequence[str], positive_word: str, negative_word: str,
+              toward_positive: bool = True) -> Efficacy:
+    """An efficacy: the fraction of prompts whose verdict ends on the intended side.
+
+    With ``toward_positive``, the share with log P(positive) > log P(negative) (e.g. false
+    statements judged "true" after steering); otherwise the share judged negative.
+    """
+    def efficacy(steered_model: ModelAdapter) -> float:
+        difference = metrics.logprob_difference(steered_model, prompts, positive_word, negative_word)
+        return float(((difference > 0) if toward_positive else (difference < 0)).float().mean())
+    return efficacy
+
+
+def judged_generations(prompts: Sequence[str], judge: metrics.Judge, max_new_tokens: int = 12) -> Efficacy:
+    """An efficacy: the mean judge score of greedy generations (e.g. ``word_rate`` of a lexicon)."""
+    def efficacy(steered_model: ModelAdapter) -> float:
+        scores = judge(steered_model.generate(list(prompts), max_new_tokens=max_new_tokens))
+        return float(scores) if isinstance(scores, (int, float)) else float(sum(scores) / len(scores))
+    return efficacy
+
+
+@dataclass
+class SteeringResult:
+    """One (vector, alpha) evaluation."""
+
+    layer: int | None
+    alpha: float
+    efficacy: float
+    kl: float
+    perplexity: float
+    control: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(layer=self.layer, alpha=self.alpha, efficacy=self.efficacy, kl=self.kl,
+                    perplexity=self.perplexity, control=self.control)
+
+
+@dataclass
+class SweepResult:
+    """Rows of an alpha x layer sweep (vector and random control), plus the unsteered baseline."""
+
+    rows: list[SteeringResult]
+    baseline_efficacy: float
+    baseline_perplexity: float
+    chosen: SteeringResult | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [row.as_dict() for row in self.rows]
+
+    def choose(self, target_efficacy: float, kl_budget: float) -> SteeringResult | None:
+        """The smallest |alpha| (any layer) reaching ``target_efficacy`` with KL within budget."""
+        candidates = [row for row in self.rows if not row.control and row.efficacy >= target_efficacy
+                      and row.kl <= kl_budget]
+        self.chosen = min(candidates, key=lambda row: (abs(row.alpha), row.kl), default=None)
+        self.settings.update(target_efficacy=target_efficacy, kl_budget=kl_budget)
+        return self.chosen
+
+    def figure(self):
+        from steerlab.steering.figures import plot_sweep
+
+        return plot_sweep(self)
+
+    def __repr__(self) -> str:
+        chosen = "none" if self.chosen is None else f"layer {self.chosen.layer}, alpha {self.chosen.alpha:g}"
+        return (f"SweepResult(rows={len(self.rows)}, baseline_efficacy={self.baseline_efficacy:.3f}, "
+                f"chosen={chosen})")
+
+
+def random_control(vector: SteeringVector, seed: int = 0) -> SteeringVector:
+    """A random direction with the vector's norm (the control every steering claim needs)."""
+    generator = torch.Generator().manual_seed(seed)
+    direction = torch.randn(vector.d_model, generator=generator)
+    return replace(vector, direction=direction / direction.norm() * vector.norm, probe_weight_norm=None,
+                   probe_intercept=None, provenance={"method": "random control", "seed": seed})
+
+
+def evaluate(model: ModelAdapter, vector: SteeringVector, alpha: float, efficacy: Efficacy,
+             neutral_texts: Sequence[str], *, reference: list[torch.Tensor] | None = None,
+             control: bool = False, **steer_kwargs: Any) -> SteeringResult:
+    """Efficacy, KL on neutral text and perplexity with ``vector`` injected at ``alpha``.
+
+    ``reference`` (the unsteered next-token log-probs on ``neutral_texts``) is computed
+    when not given; pass it to avoid recomputing it in a sweep.
+    """
+    if reference is None:
+        reference = metrics.token_logprobs(model, neutral_texts)
+    with steer(model, vector, alpha=alpha, **steer_kwargs):
+        value = efficacy(model)
+        steered = metrics.token_logprobs(model, neutral_texts)
+    kl = metrics.kl_divergence(reference, steered)
+    log_likelihood = metrics.mean_nll(model, neutral_texts, steered)
+    return SteeringResult(layer=vector.layers[0] if len(vector.layers) == 1 else None, alpha=alpha,
+                          efficacy=value, kl=kl, perplexity=math.exp(log_likelihood), control=control)
+
+
+def sweep(model: ModelAdapter, vector: SteeringVector, alphas: Sequence[float], efficacy: Efficacy,
+          neutral_texts: Sequence[str], layers: Sequence[int] | None = None, control: bool = True,
+          seed: int = 0, progress: bool = True, **steer_kwargs: Any) -> SweepResult:
+    """Evaluate ``vector`` at every alpha x layer, with a same-norm random direction as control.
+
+    Example:
+        >>> result = sweep(model, vector, [0, 2, 4, 8], flip_rate(model, prompts, "true", "false"),
+        ...                neutral_texts, layers=[1, 2, 3])                         # doctest: +SKIP
+        >>> result.choose(target_efficacy=0.9, kl_budget=0.5)                      # doctest: +SKIP
+    """
+    layers = list(layers) if layers is not None else list(vector.layers)
+    reference = metrics.token_logprobs(model, neutral_texts)
+    baseline_efficacy = efficacy(model)
+    baseline_perplexity = math.exp(metrics.mean_nll(model, neutral_texts, reference))
+    controls = [(False, vector)] + ([(True, random_control(vector, seed))] if control else [])
+    jobs = [(is_control, candidate.at(layer), alpha) for layer in layers for alpha in alphas
+            for is_control, candidate in controls]
+    rows = [evaluate(model, candidate, alpha, efficacy, neutral_texts, reference=reference, control=is_control,
+                     **steer_kwargs)
+            for is_control, candidate, alpha in tqdm(jobs, desc="steering sweep", disable=not progress)]
+    return SweepResult(rows, baseline_efficacy, baseline_perplexity,
+                       settings={"layers": layers, "alphas": list(alphas), **{k: str(v) for k, v in steer_kwargs.items()}})

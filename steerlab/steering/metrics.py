@@ -1,0 +1,106 @@
+"""Measurements of a model's behaviour, run inside or outside a ``steer`` block.
+
+Each function runs plain forward passes through the adapter, so whatever steering
+is active applies. No LLM judge: judges are plain functions ``list[str] -> list[float]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import torch
+
+from steerlab.models.adapter import ModelAdapter
+
+Judge = Callable[[list[str]], Sequence[float]]
+
+
+def word_token_id(tokenizer: Any, word: str) -> int:
+    """The single token id of ``word`` (tried as is and with a leading space, GPT-2 style)."""
+    for candidate in (word, " " + word):
+        ids = tokenizer(candidate, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1:
+            return ids[0]
+    raise ValueError(f"{word!r} is not a single token for this tokenizer; choose single-token verdict words.")
+
+
+def last_token_logprobs(model: ModelAdapter, prompts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+    """``[n_prompts, vocab]`` log-probabilities of the next token after each prompt."""
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(prompts), batch_size):
+            batch = model.tokenize(prompts[start:start + batch_size])
+            logits = model.forward(batch).float()
+            last = batch.lengths.to(logits.device) - 1  # right padding: last real token
+            rows.append(torch.log_softmax(logits[torch.arange(len(last)), last], dim=-1).cpu())
+    return torch.cat(rows)
+
+
+def logprob_difference(model: ModelAdapter, prompts: Sequence[str], positive_word: str, negative_word: str,
+                       batch_size: int = 32) -> torch.Tensor:
+    """``[n_prompts]``: log P(positive_word) - log P(negative_word) as the next token.
+
+    For truth: prompts are verdict prompts and the words the true/false verdict words.
+    """
+    logprobs = last_token_logprobs(model, prompts, batch_size)
+    positive, negative = word_token_id(model.tokenizer, positive_word), word_token_id(model.tokenizer, negative_word)
+    return logprobs[:, positive] - logprobs[:, negative]
+
+
+def token_logprobs(model: ModelAdapter, texts: Sequence[str], batch_size: int = 32) -> list[torch.Tensor]:
+    """Per text, ``[n_tokens - 1, vocab]`` next-token log-probabilities at its real tokens."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            batch = model.tokenize(texts[start:start + batch_size])
+            logprobs = torch.log_softmax(model.forward(batch).float(), dim=-1).cpu()
+            for row, length in zip(logprobs, batch.lengths.tolist()):
+                out.append(row[: length - 1])
+    return out
+
+
+def kl_divergence(reference: list[torch.Tensor], steered: list[torch.Tensor]) -> float:
+    """Mean over tokens of KL(reference || steered) between next-token distributions."""
+    reference_all, steered_all = torch.cat(reference), torch.cat(steered)
+    if reference_all.numel() == 0:
+        raise ValueError("The neutral texts need at least two tokens each to compare next-token distributions.")
+    kl = (reference_all.exp() * (reference_all - steered_all)).sum(dim=-1)
+    return float(kl.mean())
+
+
+def mean_nll(model: ModelAdapter, texts: Sequence[str], logprobs: list[torch.Tensor]) -> float:
+    """Mean next-token negative log-likelihood of ``texts`` from their ``token_logprobs``."""
+    ids = [model.tokenizer(text)["input_ids"] for text in texts]
+    return float(torch.cat([-row[torch.arange(len(row)), torch.tensor(row_ids[1:len(row) + 1], dtype=torch.long)]
+                            for row, row_ids in zip(logprobs, ids)]).mean())
+
+
+def perplexity(model: ModelAdapter, texts: Sequence[str], batch_size: int = 32) -> float:
+    """Perplexity of the texts under the model (as currently steered)."""
+    return math.exp(mean_nll(model, texts, token_logprobs(model, texts, batch_size)))
+
+
+def word_rate(generations: Sequence[str], words: Sequence[str]) -> float:
+    """Fraction of generated words that are in ``words`` (a lexicon judge)."""
+    vocabulary = {word.lower() for word in words}
+    tokens = [token.strip(".,!?;:").lower() for text in generations for token in text.split()]
+    return sum(token in vocabulary for token in tokens) / max(len(tokens), 1)
+
+
+def probe_scores(model: ModelAdapter, probe: Any, texts: Sequence[str], layer: int | None = None,
+                 batch_size: int = 32) -> torch.Tensor:
+    """``[n_texts]``: a probe's logit on the activations it was trained on (site, layer, position)."""
+    from steerlab.capture import capture
+
+    layers = list(getattr(probe, "layers_", None) or [])
+    layer = layer if layer is not None else (layers[0] if len(layers) == 1 else None)
+    if layer is None:
+        raise ValueError("Pass layer=: the probe does not record a single layer.")
+    acts = capture(model, texts, layers=[layer], site=getattr(probe, "site", None) or "resid_post",
+                   position=getattr(probe, "position", None) or "last", batch_size=batch_size, progress=False)
+    scores = probe.decision_function(acts.values[:, 0].numpy())
+    scores = torch.as_tensor(scores, dtype=torch.float32)
+    if scores.ndim == 2:  # a per-layer probe: take the column of this layer
+        scores = scores[:, layers.index(layer)]
+    return scores
