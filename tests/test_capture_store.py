@@ -105,3 +105,10 @@ def test_int_position_out_of_range_and_bad_metadata(model):
     with pytest.raises(ValueError, match="Layer 0 was not captured"):
         acts.layer(0)
     assert acts.numpy().shape == (5, 1, 32)
+
+
+def test_non_finite_activations_are_reported_with_their_layer(model):
+    blow_up = [(model.point("resid_post", 1), lambda h: h * float("inf"))]
+    with model.hooks(blow_up):
+        with pytest.warns(UserWarning, match=r"NaN or inf activations at layer\(s\) \[1, 2\]"):
+            steerlab.capture(model, TEXTS, layers=[0, 1, 2], progress=False)

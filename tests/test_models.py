@@ -148,3 +148,17 @@ def test_import_is_lazy():
     code = "import sys, steerlab; print(any(m in sys.modules for m in ('torch', 'transformer_lens', 'nnsight', 'sae_lens')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_chat_template_is_applied_when_asked(model_dir):
+    hf_model, tokenizer = load_objects(model_dir("gpt2"))
+    tokenizer.chat_template = "{% for m in messages %}<bos> {{ m['content'] }} <eos>{% endfor %}{% if add_generation_prompt %} w0{% endif %}"
+    model = steerlab.load_model(hf_model, tokenizer=tokenizer)
+    plain = steerlab.capture(model, ["w5 w6"], position="all", layers=[0], progress=False)
+    chat = steerlab.capture(model, ["w5 w6"], position="all", layers=[0], chat_template=True, progress=False)
+    assert len(plain) == 2 and len(chat) == 5  # <bos> w5 w6 <eos> w0, special tokens not doubled
+    assert torch.allclose(chat.values[1:3], steerlab.capture(model, ["<bos> w5 w6"], position="all", layers=[0],
+                                                             progress=False).values[1:3], atol=1e-5)
+    no_template = steerlab.load_model(*load_objects(model_dir("gpt2"))[:1], tokenizer=make_tokenizer())
+    with pytest.raises(ValueError, match="no chat template"):
+        steerlab.capture(no_template, ["w1"], chat_template=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Sequence
 
 import torch
@@ -92,6 +93,7 @@ def capture(
                 bar.update(end - start)
                 continue
             tensors = _capture_range(adapter, ids, pool_masks, start, end, points, position, batch_size, dtype, bar)
+            _warn_non_finite(tensors["activations"], layer_list, start)
             if store is not None:
                 store.write_shard(start, end, tensors)
             else:
@@ -105,6 +107,15 @@ def capture(
     return Activations(tensors["activations"], layers=layer_list, site=site, position=position,
                        model_name=adapter.name, d_model=adapter.d_model, texts=texts, metadata=metadata,
                        sequence_index=tensors.get("sequence_index"), token_index=tensors.get("token_index"))
+
+
+def _warn_non_finite(activations: torch.Tensor, layers: list[int], first_text: int) -> None:
+    """NaN/inf usually means a half-precision overflow; say where, since probes will refuse them."""
+    finite = torch.isfinite(activations).flatten(start_dim=2).all(dim=2)  # [rows, n_layers]
+    if not finite.all():
+        bad_layers = [layer for layer, ok in zip(layers, finite.all(dim=0).tolist()) if not ok]
+        warnings.warn(f"NaN or inf activations at layer(s) {bad_layers} (texts from index {first_text}): the model "
+                      "overflowed. Load it with dtype=torch.float32 or torch.bfloat16.", stacklevel=3)
 
 
 def _versioned(header: dict[str, Any]) -> dict[str, Any]:

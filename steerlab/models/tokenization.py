@@ -16,6 +16,7 @@ from typing import Any, Literal, Sequence
 import torch
 
 PaddingSide = Literal["left", "right"]
+_ENCODE_CHUNK = 1024
 
 
 @dataclass
@@ -80,7 +81,10 @@ def encode(
             tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
             for text in texts
         ]
-    ids = tokenizer(texts, add_special_tokens=not chat_template)["input_ids"]
+    # In chunks: a fast tokenizer's batch output holds rich per-text objects (tokens, offsets),
+    # which for 100k texts would dominate a streamed capture's memory.
+    ids = [row for start in range(0, len(texts), _ENCODE_CHUNK)
+           for row in tokenizer(texts[start:start + _ENCODE_CHUNK], add_special_tokens=not chat_template)["input_ids"]]
     if any(len(row) == 0 for row in ids):
         raise ValueError("A text tokenised to zero tokens (an empty string?): every text needs at least one token.")
     if max_length is not None:
