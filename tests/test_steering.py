@@ -24,7 +24,7 @@ def models(model_dir):
     return {backend: steerlab.load_model(directory, backend=backend) for backend in BACKENDS}
 
 
-@pytest.mark.parametrize("positions", ["all", "prompt", "generated", "last", 2])
+@pytest.mark.parametrize("positions", ["all", "prompt", "generated", "last", 2, (1, 3)])
 def test_steered_generation_is_identical_on_every_backend(models, positions):
     outputs = {}
     for backend, model in models.items():
@@ -40,7 +40,8 @@ def test_position_selection_during_cached_generation(models):
     seen = []
     with model.token_positions() as tracker:
         point = model.point("resid_post", 0)
-        record = lambda h: seen.append({p: select_positions(tracker, p).clone() for p in ["prompt", "generated", "last", 1]})
+        record = lambda h: seen.append({p: select_positions(tracker, p).clone()
+                                        for p in ["prompt", "generated", "last", 1, (0, 2)]})
         model.generate(["w1 w2 w3", "w4"], max_new_tokens=2, fns=[(point, record)])
     first, second = seen
     # prompt forward, left-padded: row 1 is [pad, pad, w4]
@@ -48,9 +49,11 @@ def test_position_selection_during_cached_generation(models):
     assert not first["generated"].any()
     assert first["last"].tolist() == [[False, False, True], [False, False, True]]
     assert first[1].tolist() == [[False, True, True], [False, False, False]]
+    assert first[(0, 2)].tolist() == [[True, True, False], [False, False, True]]
     # second forward: one new token per row, at text positions 3 and 1
     assert second["generated"].tolist() == [[True], [True]] and not second["prompt"].any()
     assert second[1].tolist() == [[True], [True]]
+    assert second[(0, 2)].tolist() == [[False], [True]]
 
 
 def test_add_is_exactly_h_plus_alpha_v_at_selected_positions(models):
@@ -126,9 +129,10 @@ def test_mismatched_vectors_are_refused_on_entry(models):
     with pytest.raises(ValueError, match="needs a vector built from a probe"):
         with steer(model, random_vector(model), mode="clamp", target=0.9):
             pass
-    with pytest.raises(ValueError, match="positions must be one of"):
-        with steer(model, random_vector(model), positions="middle"):
-            pass
+    for bad in ("middle", (3, 1), True):
+        with pytest.raises(ValueError, match="positions must be one of"):
+            with steer(model, random_vector(model), positions=bad):
+                pass
     assert model.hook_snapshot() == steerlab.load_model(model.hf_model, tokenizer=model.tokenizer).hook_snapshot()
 
 

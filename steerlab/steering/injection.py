@@ -13,7 +13,7 @@ from steerlab.models.token_positions import TokenPositions
 from steerlab.steering import edits
 from steerlab.steering.vector import SteeringVector
 
-Positions = Union[str, int]
+Positions = Union[str, int, tuple[int, int]]
 MODES = ("add", "ablate", "set", "clamp")
 POSITIONS = ("all", "prompt", "generated", "last")
 
@@ -43,12 +43,20 @@ def select_positions(tracker: TokenPositions, positions: Positions) -> torch.Ten
     if positions in ("prompt", "generated"):
         prompt = tracker.position < tracker.prompt_length.unsqueeze(1)
         return tracker.real & (prompt if positions == "prompt" else ~prompt)
+    if isinstance(positions, tuple):
+        start, end = positions
+        return tracker.real & (tracker.position >= start) & (tracker.position < end)
     return tracker.real & (tracker.position >= positions)
 
 
 def _check_positions(positions: Positions) -> None:
-    if isinstance(positions, bool) or not (isinstance(positions, int) or positions in POSITIONS):
-        raise ValueError(f"positions must be one of {', '.join(POSITIONS)} or an int token index, got {positions!r}.")
+    is_range = (isinstance(positions, tuple) and len(positions) == 2
+                and all(isinstance(bound, int) and not isinstance(bound, bool) for bound in positions)
+                and 0 <= positions[0] < positions[1])
+    is_index = isinstance(positions, int) and not isinstance(positions, bool)
+    if not (is_range or is_index or positions in POSITIONS):
+        raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, an int token index (that token on), "
+                         f"or a (start, end) range of token indices, got {positions!r}.")
 
 
 def _check_vector(model: ModelAdapter, vector: SteeringVector) -> None:
@@ -99,8 +107,8 @@ def steer(model: ModelAdapter, vectors: SteeringVector | Sequence[SteeringVector
         vectors: one :class:`SteeringVector` or several (each at its own site/layers).
         alpha: the coefficient(s) for ``mode="add"`` (one per vector, or one for all).
         positions: ``"all"`` (default), ``"prompt"``, ``"generated"``, ``"last"`` (each
-            forward's last real token, i.e. every new token during generation), or an int
-            k (tokens at index >= k of their text).
+            forward's last real token, i.e. every new token during generation), an int
+            k (tokens at index >= k of their text), or ``(start, end)`` (indices start..end-1).
         mode: ``"add"``, ``"ablate"``, ``"set"`` (projection := ``target``) or ``"clamp"``
             (probe probability := ``target`` where not already past it).
         target: the value for ``set`` / the probability for ``clamp``.
