@@ -1,0 +1,146 @@
+"""Issue 5's measurements on the demo model: truth and sentiment steering with controls.
+
+    python benchmarks/steering_demo.py [--out benchmarks/results_steering_demo.json]
+
+Protocol (every choice made on the TRAIN split, every number reported on TEST):
+1. Capture the last token of each city statement at every layer (train and test).
+2. Probe sweep (RaptorProbe and difference of means): best layer per method.
+3. Vector = the probe's unit direction at its best layer, injected at that layer's
+   resid_post. alpha (in units of the site's typical norm) = the smallest on a grid that
+   flips >= 90% of TRAIN false statements to "true" with KL <= budget on neutral text.
+4. On held-out TEST statements: false -> "true" flip rate at +alpha, true -> "false" at
+   -alpha, a same-norm random direction, KL and perplexity on neutral text.
+5. The same vector steering only the statement's own tokens (not the "." right before the
+   verdict), and on another domain (number comparisons).
+6. Clamp to a probe probability of 0.9999 at every token: fraction reaching it.
+7. Sentiment: a CAA vector from review pairs moves greedy completions of held-out review
+   prompts, judged by the world's own adjective lexicon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import replace
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import torch
+
+import steerlab
+from steerlab.datasets import load
+from steerlab.probes import DiffMeans, RaptorProbe, sweep as probe_sweep
+from steerlab.steering import (SteeringVector, flip_rate, logprob_difference, random_control, steer,
+                               sweep as steering_sweep, word_rate)
+from steerlab.world import templates
+
+ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5]  # x the site's typical norm
+KL_BUDGET = 0.5
+
+
+def verdict_flips(model, dataset, vector, alpha, label, toward_true, **steer_kwargs) -> float:
+    """Share of `label` statements whose verdict lands on the intended side under steering."""
+    prompts = [p for p, y in zip(dataset.verdict_prompts, dataset.labels) if y == label]
+    true_word, false_word = dataset.verdict_words
+    with steer(model, vector, alpha=alpha, **steer_kwargs):
+        difference = logprob_difference(model, prompts, true_word, false_word)
+    return float(((difference > 0) if toward_true else (difference < 0)).float().mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="benchmarks/results_steering_demo.json")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    started = time.perf_counter()
+    model = steerlab.load_model("demo")
+    train, test = load("demo/cities", split="train"), load("demo/cities", split="test")
+    neutral = load("demo/topic", split="test").texts[:64]
+    true_word, false_word = train.verdict_words
+    results: dict = {"model": model.name, "n_layers": model.n_layers, "d_model": model.d_model}
+
+    acts_train = steerlab.capture(model, train.texts, position="last", progress=False)
+    acts_test = steerlab.capture(model, test.texts, position="last", progress=False)
+    table = probe_sweep(acts_train, train.labels, methods=["raptor", "diff_means"], groups=train.groups,
+                        stability_runs=0)
+    best_layers = table.best_layers("accuracy")
+    results["probe_best_layers"] = best_layers
+    probes = {"raptor": RaptorProbe(Cs=100).fit(acts_train, train.labels, groups=train.groups),
+              "diff_means": DiffMeans().fit(acts_train, train.labels)}
+    results["probe_test_accuracy"] = {name: np.asarray(probe.score(acts_test.values.numpy(), test.labels)).tolist()
+                                      for name, probe in probes.items()}
+
+    train_false = [p for p, y in zip(train.verdict_prompts, train.labels) if y == 0]
+    results["truth"] = {}
+    for name, probe in probes.items():
+        layer = best_layers[name]
+        vector = SteeringVector.from_probe(probe, layer=layer).with_typical_norm(model, neutral)
+        vector = replace(vector, direction=vector.unit * vector.typical_norm)  # alpha = 1 is one typical norm
+        efficacy = flip_rate(model, train_false, true_word, false_word, toward_positive=True)
+        chosen_sweep = steering_sweep(model, vector, ALPHAS, efficacy, neutral, layers=[layer], progress=False)
+        chosen = chosen_sweep.choose(target_efficacy=0.9, kl_budget=KL_BUDGET)
+        if chosen is None:
+            results["truth"][name] = {"layer": layer, "chosen": None, "sweep": chosen_sweep.to_records()}
+            continue
+        alpha = chosen.alpha
+        control = random_control(vector, seed=0)
+        statement_tokens = min(len(model.tokenizer(t)["input_ids"]) for t in test.texts) - 1
+        numbers = load("demo/larger_than", split="test")
+        results["truth"][name] = {
+            "layer": layer, "alpha_norm_units": alpha, "typical_norm": vector.typical_norm,
+            "train_flip_false_to_true": chosen.efficacy, "kl_neutral": chosen.kl,
+            "perplexity_neutral": chosen.perplexity, "perplexity_unsteered": chosen_sweep.baseline_perplexity,
+            "test_flip_false_to_true": verdict_flips(model, test, vector, alpha, 0, True),
+            "test_flip_true_to_false": verdict_flips(model, test, vector, -alpha, 1, False),
+            "test_control_flip_false_to_true": verdict_flips(model, test, control, alpha, 0, True),
+            "test_control_flip_true_to_false": verdict_flips(model, test, control, -alpha, 1, False),
+            "test_unsteered_false_judged_true": verdict_flips(model, test, vector, 0.0, 0, True),
+            f"test_flip_false_to_true_statement_tokens_only_0_{statement_tokens}":
+                verdict_flips(model, test, vector, alpha, 0, True, positions=(0, statement_tokens)),
+            "numbers_flip_false_to_true": verdict_flips(model, numbers, vector, alpha, 0, True),
+            "numbers_unsteered_false_judged_true": verdict_flips(model, numbers, vector, 0.0, 0, True),
+            "sweep": chosen_sweep.to_records(),
+        }
+        if name == "raptor":
+            clamp_vector = SteeringVector.from_probe(probe, layer=layer)
+            test_false = [p for p, y in zip(test.verdict_prompts, test.labels) if y == 0]
+            with steer(model, clamp_vector, mode="clamp", target=0.9999) as stats:
+                clamped = logprob_difference(model, test_false, true_word, false_word)
+            results["truth"][name]["clamp"] = {
+                "edited_tokens": stats.edited_tokens, "reached_target": stats.clamp_reached(0.9999, 1e-4),
+                "flip_false_to_true": float((clamped > 0).float().mean())}
+
+    # Sentiment: CAA over training review pairs, judged on held-out review prompts by the lexicon.
+    sentiment = load("demo/sentiment", split="train")
+    positive = [t for t, y in zip(sentiment.texts, sentiment.labels) if y == 1][:200]
+    negative = [t for t, y in zip(sentiment.texts, sentiment.labels) if y == 0][:200]
+    layer = model.n_layers // 2
+    caa = SteeringVector.from_contrast_pairs(model, positive, negative, layer=layer)
+    prompts = [f"my friend said the {thing} was" for thing in templates.REVIEW_THINGS]
+    before = model.generate(prompts, max_new_tokens=3)
+    rows = {}
+    for alpha in (-1.0, 1.0):
+        with steer(model, caa, alpha=alpha, positions="all"):
+            rows[alpha] = model.generate(prompts, max_new_tokens=3)
+    results["sentiment"] = {
+        "layer": layer, "method": "CAA", "pairs": len(positive),
+        "positive_rate_unsteered": word_rate(before, templates.POSITIVE_ADJECTIVES),
+        "positive_rate_plus": word_rate(rows[1.0], templates.POSITIVE_ADJECTIVES),
+        "negative_rate_unsteered": word_rate(before, templates.NEGATIVE_ADJECTIVES),
+        "negative_rate_minus": word_rate(rows[-1.0], templates.NEGATIVE_ADJECTIVES),
+        "examples": [{"prompt": p, "unsteered": b, "plus": a, "minus": m}
+                     for p, b, a, m in list(zip(prompts, before, rows[1.0], rows[-1.0]))[:6]],
+    }
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    with open(args.out, "w") as handle:
+        json.dump(results, handle, indent=1)
+    print(json.dumps({k: v for k, v in results.items() if k != "truth"}, indent=1))
+    for name, row in results["truth"].items():
+        print(name, {k: v for k, v in row.items() if k != "sweep"})
+
+
+if __name__ == "__main__":
+    main()
