@@ -26,6 +26,9 @@ _LAZY = {
     "record": "steerlab.hooks",
     "edit": "steerlab.hooks",
     "no_leftover_hooks": "steerlab.hooks",
+    "probes": "steerlab.probes",
+    "steering": "steerlab.steering",
+    "datasets": "steerlab.datasets",
     "SteeringVector": "steerlab.steering.vector",
     "steer": "steerlab.steering.injection",
 }

@@ -1,0 +1,44 @@
+"""Stage 2: concept probes, truth directions, their geometry and layer sweeps.
+
+* :class:`RaptorProbe`: RAPTOR ridge-adaptive logistic probes (Gao et al., "RAPTOR:
+  Ridge-Adaptive Logistic Probes"), all layers and the whole C grid in one torch solve.
+* Truth directions (Marks & Tegmark, "The Geometry of Truth"; Ying et al., "The
+  Truthfulness Spectrum Hypothesis"): :class:`DiffMeans` (mass-mean), :class:`LDA`,
+  :class:`PairedPCA`, :class:`LogisticDirection`; same interface as RaptorProbe.
+* :func:`sweep` (every method x every layer), :func:`transfer_matrix` with Mahalanobis
+  cosine, :func:`directional_stability`, :func:`penalty_path`, erasure (LEACE, INLP),
+  figures, save/load (:func:`load_probe`).
+
+Nothing here imports transformers, TransformerLens or nnsight; plotly and
+concept-erasure load on first use.
+
+Example:
+    >>> from steerlab.probes import RaptorProbe, make_teacher_student
+    >>> X, y, _ = make_teacher_student(300, 16, n_layers=4, seed=0)
+    >>> probe = RaptorProbe(Cs=30).fit(X, y)
+    >>> probe.coef_.shape, probe.C_.shape, probe.predict_proba(X).shape
+    ((4, 16), (4,), (300, 4, 2))
+"""
+
+from steerlab.probes.base import LinearProbe, load_probe
+from steerlab.probes.directions import LDA, DiffMeans, Direction, PairedPCA
+from steerlab.probes.erasure import INLPEraser, LeaceEraser, probe_after_erasure
+from steerlab.probes.figures import layer_metric_figure, penalty_tradeoff_figure, projection_figure, transfer_heatmap
+from steerlab.probes.metrics import TemperatureScaler, accuracy, auroc, expected_calibration_error, fit_temperature
+from steerlab.probes.raptor import LogisticDirection, RaptorProbe, c_grid
+from steerlab.probes.stability import PenaltyPath, StabilityResult, directional_stability, penalty_path
+from steerlab.probes.sweep import METHODS, SweepResult, sweep
+from steerlab.probes.synthetic import make_teacher_student
+from steerlab.probes.transfer import TransferResult, linear_fit_r2, mahalanobis_cosine, transfer_matrix
+from steerlab.probes.validation import NotFittedError, ProbeInputError
+
+MassMean = DiffMeans  # the name used in "The Geometry of Truth"
+
+__all__ = [
+    "DiffMeans", "Direction", "INLPEraser", "LDA", "LeaceEraser", "LinearProbe", "LogisticDirection", "METHODS",
+    "MassMean", "NotFittedError", "PairedPCA", "PenaltyPath", "ProbeInputError", "RaptorProbe", "StabilityResult",
+    "SweepResult", "TemperatureScaler", "TransferResult", "accuracy", "auroc", "c_grid", "directional_stability",
+    "expected_calibration_error", "fit_temperature", "layer_metric_figure", "linear_fit_r2", "load_probe",
+    "make_teacher_student", "mahalanobis_cosine", "penalty_path", "penalty_tradeoff_figure", "probe_after_erasure",
+    "projection_figure", "sweep", "transfer_heatmap", "transfer_matrix",
+]

@@ -1,0 +1,264 @@
+"""The fitted-direction interface every steerlab probe and truth direction shares.
+
+A fitted probe holds, per layer, a raw-activation-space linear score
+``decision_function(h) = intercept_ + coef_ . h`` (a logit), its unit direction
+``concept_vector_ = coef_ / ||coef_||`` and where the activations came from
+(``layers_``, ``site``, ``model_name``, ``position``; None for plain arrays). Fitted on
+``[n, d]`` the attributes are ``coef_ [d]``, ``intercept_`` float; fitted on
+``[n, n_layers, d]`` they are ``coef_ [n_layers, d]``, ``intercept_ [n_layers]``.
+
+Subclasses implement only ``_fit_layers(X [L, n, d], y01 [n], groups) -> (coef [L, d],
+intercept [L])`` plus optional extra fitted arrays; fitting, scoring, saving and loading
+live here once.
+
+Example:
+    >>> import numpy as np
+    >>> from steerlab.probes import DiffMeans
+    >>> X = np.r_[np.zeros((5, 3)), np.ones((5, 3))]; y = np.r_[np.zeros(5), np.ones(5)]
+    >>> probe = DiffMeans().fit(X, y)
+    >>> [round(float(v), 3) for v in probe.concept_vector_], probe.predict(X).tolist() == y.tolist()
+    ([0.577, 0.577, 0.577], True)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from steerlab.probes.validation import (ActivationInfo, NotFittedError, ProbeInputError, as_activation_tensor,
+                                        as_groups, check_labels, check_width)
+
+_REGISTRY: dict[str, type["LinearProbe"]] = {}
+
+
+class LinearProbe:
+    """Base class: sklearn-style ``fit``/``predict``/``predict_proba``/``decision_function``/``score``.
+
+    Fitted attributes: ``coef_``, ``intercept_``, ``concept_vector_``, ``classes_``,
+    ``mean_``/``scale_`` (the standardisation used, or None), ``d_model_``, ``n_layers_``
+    (None for a 2-D fit), ``layers_``, ``site``, ``model_name``, ``position``,
+    ``metrics_`` (dict), ``fit_seconds_``.
+    """
+
+    _fitted_arrays: ClassVar[tuple[str, ...]] = ()  # extra per-layer arrays (leading axis n_layers), saved
+    _saved_arrays: ClassVar[tuple[str, ...]] = ()  # other arrays saved with the probe
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def __init__(self, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+        self.device = device
+        self.dtype = dtype
+        self.coef_: np.ndarray | None = None
+        self.layers_: list[int] | None = None
+        self.site: str | None = None
+        self.model_name: str | None = None
+        self.position: Any = None
+        self.metrics_: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ parameters
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments (sklearn convention)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def clone(self, **overrides: Any) -> "LinearProbe":
+        """An unfitted copy with the same parameters, some replaced."""
+        return type(self)(**{**self.get_params(), **overrides})
+
+    def _param_names(self) -> list[str]:
+        import inspect
+
+        return [name for name in inspect.signature(type(self).__init__).parameters if name != "self"]
+
+    # ------------------------------------------------------------ fitting
+
+    def fit(self, X: Any, y: Any, groups: Any = None) -> "LinearProbe":
+        """Fit on ``X`` ``[n, d]`` or ``[n, n_layers, d]`` (array, tensor or ``Activations``) and labels ``y`` ``[n]``."""
+        start = time.perf_counter()
+        values, info = as_activation_tensor(X, self.dtype)
+        y01, self.classes_ = check_labels(y, len(values))
+        groups = as_groups(groups, len(values))
+        per_layer = values.ndim == 3
+        X3 = rearrange(values, "n l d -> l n d").contiguous() if per_layer else values[None]  # layer-major for bmm
+        coef, intercept = self._fit_layers(X3.to(self.device), y01, groups)
+        coef, intercept = coef.detach().cpu().numpy(), intercept.detach().cpu().numpy()  # keeps the fit dtype
+        self._set_fitted(coef, intercept, per_layer, info)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def _fit_layers(self, X: torch.Tensor, y01: np.ndarray, groups: np.ndarray | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``X [L, n, d]`` -> raw-space ``(coef [L, d], intercept [L])``; subclasses set extra attributes."""
+        raise NotImplementedError
+
+    def _set_fitted(self, coef: np.ndarray, intercept: np.ndarray, per_layer: bool, info: ActivationInfo) -> None:
+        norms = np.linalg.norm(coef, axis=-1, keepdims=True)
+        # an all-zero fit (no linear signal, e.g. after erasure) keeps a zero concept vector
+        unit = coef / np.where(norms > 0, norms, 1)
+        self.coef_ = coef if per_layer else coef[0]
+        self.intercept_ = intercept if per_layer else float(intercept[0])
+        self.concept_vector_ = unit if per_layer else unit[0]
+        self.n_layers_ = coef.shape[0] if per_layer else None
+        self.d_model_ = coef.shape[-1]
+        self.layers_ = info.layers if info.layers is not None else None
+        self.site, self.model_name, self.position = info.site, info.model_name, info.position
+        if not per_layer:  # squeeze the per-layer helpers of 2-D fits
+            for name in ("mean_", "scale_", *self._fitted_arrays):
+                value = getattr(self, name, None)
+                if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == 1:
+                    setattr(self, name, value[0].item() if value.ndim == 1 else value[0])
+            self.metrics_ = {k: (v[0].item() if isinstance(v, np.ndarray) and v.shape == (1,) else v)
+                             for k, v in self.metrics_.items()}
+
+    # ------------------------------------------------------------ scoring
+
+    def _check_fitted(self) -> None:
+        if self.coef_ is None:
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit(X, y) first.")
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Raw-space logit ``intercept_ + coef_ . h``: ``[n]`` for ``[n, d]``, ``[n, n_layers]`` for ``[n, n_layers, d]``."""
+        self._check_fitted()
+        values, _ = as_activation_tensor(X, torch.float64)
+        if self.n_layers_ == 1 and values.ndim == 2:  # a one-layer per-layer probe also scores [n, d]
+            values = values[:, None]
+            return self.decision_function(values)[:, 0]
+        check_width(values, self.d_model_, self.n_layers_)
+        h = values.numpy()
+        coef = np.asarray(self.coef_, dtype=np.float64)
+        scores = np.einsum("nld,ld->nl", h, coef) if h.ndim == 3 else h @ coef
+        return scores + self.intercept_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """``[n, 2]`` (or ``[n, n_layers, 2]``): probabilities of ``classes_[0]`` and ``classes_[1]``."""
+        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        return np.stack([1 - p, p], axis=-1)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels ``[n]`` (or ``[n, n_layers]``) from ``classes_``."""
+        scores = self.decision_function(X)
+        return self.classes_[(scores > 0).astype(int)]
+
+    def score(self, X: Any, y: Any) -> float | np.ndarray:
+        """Accuracy: a float, or ``[n_layers]`` for a per-layer probe."""
+        predicted = self.predict(X)
+        y = np.asarray(y)
+        check_labels(y, len(predicted), self.classes_)
+        correct = predicted == (y[:, None] if predicted.ndim == 2 else y)
+        return correct.mean(0) if predicted.ndim == 2 else float(correct.mean())
+
+    def layer(self, layer: int) -> "LinearProbe":
+        """The probe of one layer (a model layer number when ``layers_`` is known, else a slot) as a 2-D probe."""
+        self._check_fitted()
+        if self.n_layers_ is None:
+            raise ProbeInputError("This probe was fitted on one layer already.")
+        slot = self.layers_.index(layer) if self.layers_ else layer
+        single = self.clone()
+        for name, value in vars(self).items():
+            if name.endswith("_") and isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == self.n_layers_:
+                value = value[slot]
+            setattr(single, name, value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value)
+        single.metrics_ = {k: (v[slot].item() if isinstance(v, np.ndarray) and v.shape[:1] == (self.n_layers_,) else v)
+                           for k, v in self.metrics_.items()}
+        single.n_layers_ = None
+        single.layers_ = [self.layers_[slot]] if self.layers_ else None
+        single.site, single.model_name, single.position = self.site, self.model_name, self.position
+        return single
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``path.safetensors`` + ``path.json`` (metadata: model, site, layers, position, d_model, scaler, C, metrics)."""
+        from steerlab.artifacts import save_artifact
+
+        self._check_fitted()
+        tensors = {name: torch.as_tensor(np.asarray(getattr(self, name), dtype=np.float32))
+                   for name in ("coef_", "intercept_", "concept_vector_", "mean_", "scale_", *self._fitted_arrays,
+                                *self._saved_arrays)
+                   if getattr(self, name, None) is not None}
+        params = {name: value for name, value in self.get_params().items() if name not in ("device", "dtype")}
+        metadata = {"class": type(self).__name__, "params": _jsonable(params), "model": self.model_name,
+                    "site": self.site, "layers": self.layers_, "position": self.position, "d_model": self.d_model_,
+                    "n_layers": self.n_layers_, "classes": self.classes_.tolist(),
+                    "chosen_C": _jsonable(getattr(self, "C_", None)), "metrics": _jsonable(self.metrics_),
+                    "standardized": getattr(self, "mean_", None) is not None}
+        return save_artifact(path, tensors, metadata, kind="probe", overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "LinearProbe":
+        """Read a probe written by :meth:`save` (any probe class when called on ``LinearProbe``)."""
+        from steerlab.artifacts import load_artifact
+
+        tensors, meta = load_artifact(path, kind="probe")
+        target = _REGISTRY.get(meta["class"])
+        if target is None or not issubclass(target, cls):
+            raise ValueError(f"{path} holds a {meta['class']}, not a {cls.__name__}.")
+        probe = target(**meta["params"])
+        for name, tensor in tensors.items():
+            value = tensor.numpy()
+            setattr(probe, name, float(value) if value.ndim == 0 else value)
+        probe.classes_ = np.asarray(meta["classes"])
+        probe.layers_, probe.site, probe.model_name, probe.position = (meta["layers"], meta["site"], meta["model"],
+                                                                       meta["position"])
+        probe.d_model_, probe.n_layers_, probe.metrics_ = meta["d_model"], meta["n_layers"], meta["metrics"]
+        if meta.get("chosen_C") is not None:
+            probe.C_ = np.asarray(meta["chosen_C"]) if isinstance(meta["chosen_C"], list) else meta["chosen_C"]
+        return probe
+
+    # ------------------------------------------------------------ display
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k not in ("device", "dtype"))
+        head = f"{type(self).__name__}({params})"
+        if self.coef_ is None:
+            return head + "  [not fitted]"
+        where = f"layers={self.layers_}" if self.layers_ else (
+            f"{self.n_layers_} layers" if self.n_layers_ else "1 layer")
+        source = f" of {self.model_name!r} {self.site} {self.position!r}" if self.model_name else ""
+        extra = "".join(f", {k}={_short(v)}" for k, v in self._repr_fitted().items())
+        return f"{head}\n  fitted{source}: {where}, d={self.d_model_}{extra}"
+
+    def _repr_fitted(self) -> dict[str, Any]:
+        return {k: v for k, v in self.metrics_.items() if isinstance(v, (int, float, np.ndarray))}
+
+
+def load_probe(path: str | os.PathLike) -> LinearProbe:
+    """Load any saved probe or direction; the class is read from the metadata.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> from steerlab.probes import DiffMeans, load_probe
+        >>> p = DiffMeans().fit(np.eye(4), [0, 0, 1, 1])
+        >>> path = p.save(os.path.join(tempfile.mkdtemp(), "dm"))
+        >>> np.allclose(load_probe(path).coef_, p.coef_)
+        True
+    """
+    return LinearProbe.load(path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, precision=3, threshold=8)
+    return repr(value)
