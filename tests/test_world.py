@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
+import numpy as np
 
 from steerlab.world.corpus import CorpusStream
-from steerlab.world.packing import PackedBatches
+from steerlab.world.packing import LineBatches
 from steerlab.world.templates import CITY_HELDOUT_TEMPLATE, REVIEW_HELDOUT_TEMPLATE
 from steerlab.world.tokenizer import build_tokenizer, token_to_id_map
 from steerlab.world.world import generate_world
@@ -98,13 +98,16 @@ def test_tokenizer_covers_corpus_and_adds_bos(tmp_path):
     }
 
 
-def test_packed_batches_shape_and_content():
+def test_line_batches_one_line_per_row_from_position_zero():
     w = generate_world(seed=0)
     vocab = token_to_id_map(w)
-    batches = PackedBatches(CorpusStream(w, seed=0), vocab, context=64, batch_size=4)
-    batch = batches.next_batch()
-    assert batch.shape == (4, 64)
-    assert batch[0, 0] == vocab["<bos>"]
-    assert (batch < len(vocab)).all() and (batch >= 0).all()
-    flat = list(itertools.chain.from_iterable(batch.tolist()))
-    assert flat.count(vocab["<bos>"]) >= 8  # lines are short: many per window
+    batches = LineBatches(CorpusStream(w, seed=0), vocab, lines_per_batch=16)
+    for _ in range(10):
+        ids, mask = batches.next_batch()
+        assert ids.shape == mask.shape and ids.shape[0] == 16 and ids.shape[1] <= 64
+        assert (ids[:, 0] == vocab["<bos>"]).all()
+        lengths = mask.sum(axis=1)
+        assert (ids[np.arange(16), lengths - 1] == vocab["<eos>"]).all()  # each row is exactly one line
+        assert (ids[mask == 0] == vocab["<pad>"]).all()
+        assert ((ids == vocab["<bos>"]).sum(axis=1) == 1).all()
+        assert lengths.max() - lengths.min() <= 12  # bucketed by length: little padding
