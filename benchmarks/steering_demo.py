@@ -4,10 +4,10 @@
 
 Protocol (every choice made on the TRAIN split, every number reported on TEST):
 1. Capture the last token of each city statement at every layer (train and test).
-2. Probe sweep (RaptorProbe and difference of means): best layer per method.
-3. Vector = the probe's unit direction at its best layer, injected at that layer's
-   resid_post. alpha (in units of the site's typical norm) = the smallest on a grid that
-   flips >= 90% of TRAIN false statements to "true" with KL <= budget on neutral text.
+2. Probe sweep (RaptorProbe and difference of means) and per-layer probes on TRAIN.
+3. Vector = the probe's unit direction at layer L, injected at L's resid_post, for every L.
+   (layer, alpha) = the smallest alpha (in units of L's typical norm) on a grid that flips
+   >= 90% of TRAIN false statements to "true" with KL <= budget on neutral text.
 4. On held-out TEST statements: false -> "true" flip rate at +alpha, true -> "false" at
    -alpha, a same-norm random direction, KL and perplexity on neutral text.
 5. The same vector steering only the statement's own tokens (not the "." right before the
@@ -76,15 +76,19 @@ def main() -> None:
     train_false = [p for p, y in zip(train.verdict_prompts, train.labels) if y == 0]
     results["truth"] = {}
     for name, probe in probes.items():
-        layer = best_layers[name]
-        vector = SteeringVector.from_probe(probe, layer=layer).with_typical_norm(model, neutral)
-        vector = replace(vector, direction=vector.unit * vector.typical_norm)  # alpha = 1 is one typical norm
+        # Each layer's own direction, scaled so that alpha = 1 is that layer's typical norm.
+        per_layer = {}
+        for layer in range(model.n_layers):
+            vector = SteeringVector.from_probe(probe, layer=layer).with_typical_norm(model, neutral)
+            per_layer[layer] = replace(vector, direction=vector.unit * vector.typical_norm)
         efficacy = flip_rate(model, train_false, true_word, false_word, toward_positive=True)
-        chosen_sweep = steering_sweep(model, vector, ALPHAS, efficacy, neutral, layers=[layer], progress=False)
+        chosen_sweep = steering_sweep(model, per_layer, ALPHAS, efficacy, neutral, progress=False)
         chosen = chosen_sweep.choose(target_efficacy=0.9, kl_budget=KL_BUDGET)
         if chosen is None:
-            results["truth"][name] = {"layer": layer, "chosen": None, "sweep": chosen_sweep.to_records()}
+            results["truth"][name] = {"chosen": None, "sweep": chosen_sweep.to_records()}
             continue
+        layer = chosen.layer
+        vector = per_layer[layer]
         alpha = chosen.alpha
         control = random_control(vector, seed=0)
         statement_tokens = min(len(model.tokenizer(t)["input_ids"]) for t in test.texts) - 1

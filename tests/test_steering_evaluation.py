@@ -92,3 +92,12 @@ def test_generation_judges_are_plain_functions(model):
 def test_word_rate():
     assert word_rate(["good day.", "bad Good"], ["good"]) == pytest.approx(0.5)
     assert word_rate([], ["good"]) == 0.0
+
+
+def test_sweep_takes_a_direction_per_layer(model):
+    per_layer = {layer: unembedding_vector(model).at(layer) * (layer + 1.0) for layer in (0, 2)}
+    efficacy = lambda steered: float(logprob_difference(steered, TEXTS, "w5", "w6").mean())
+    result = sweep(model, per_layer, alphas=[0.5], efficacy=efficacy, neutral_texts=TEXTS, control=False,
+                   progress=False)
+    assert [(row.layer, row.alpha) for row in result.rows] == [(0, 0.5), (2, 0.5)]
+    assert result.settings["layers"] == [0, 2]

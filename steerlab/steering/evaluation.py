@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -114,25 +114,33 @@ def evaluate(model: ModelAdapter, vector: SteeringVector, alpha: float, efficacy
                           efficacy=value, kl=kl, perplexity=math.exp(log_likelihood), control=control)
 
 
-def sweep(model: ModelAdapter, vector: SteeringVector, alphas: Sequence[float], efficacy: Efficacy,
-          neutral_texts: Sequence[str], layers: Sequence[int] | None = None, control: bool = True,
-          seed: int = 0, progress: bool = True, **steer_kwargs: Any) -> SweepResult:
-    """Evaluate ``vector`` at every alpha x layer, with a same-norm random direction as control.
+def sweep(model: ModelAdapter, vector: SteeringVector | Mapping[int, SteeringVector], alphas: Sequence[float],
+          efficacy: Efficacy, neutral_texts: Sequence[str], layers: Sequence[int] | None = None,
+          control: bool = True, seed: int = 0, progress: bool = True, **steer_kwargs: Any) -> SweepResult:
+    """Evaluate a vector at every alpha x layer, with a same-norm random direction as control.
+
+    ``vector`` is one direction moved to each of ``layers``, or a ``{layer: vector}`` mapping
+    (e.g. a per-layer probe's own direction at each layer), so that layers compete on the
+    same footing in :meth:`SweepResult.choose`.
 
     Example:
         >>> result = sweep(model, vector, [0, 2, 4, 8], flip_rate(model, prompts, "true", "false"),
         ...                neutral_texts, layers=[1, 2, 3])                         # doctest: +SKIP
         >>> result.choose(target_efficacy=0.9, kl_budget=0.5)                      # doctest: +SKIP
     """
-    layers = list(layers) if layers is not None else list(vector.layers)
+    if isinstance(vector, Mapping):
+        per_layer = {layer: candidate.at(layer) for layer, candidate in vector.items()}
+    else:
+        per_layer = {layer: vector.at(layer) for layer in (layers if layers is not None else vector.layers)}
     reference = metrics.token_logprobs(model, neutral_texts)
     baseline_efficacy = efficacy(model)
     baseline_perplexity = math.exp(metrics.mean_nll(model, neutral_texts, reference))
-    controls = [(False, vector)] + ([(True, random_control(vector, seed))] if control else [])
-    jobs = [(is_control, candidate.at(layer), alpha) for layer in layers for alpha in alphas
-            for is_control, candidate in controls]
+    jobs = [(False, candidate, alpha) for candidate in per_layer.values() for alpha in alphas]
+    if control:
+        jobs += [(True, random_control(candidate, seed), alpha) for candidate in per_layer.values() for alpha in alphas]
     rows = [evaluate(model, candidate, alpha, efficacy, neutral_texts, reference=reference, control=is_control,
                      **steer_kwargs)
             for is_control, candidate, alpha in tqdm(jobs, desc="steering sweep", disable=not progress)]
     return SweepResult(rows, baseline_efficacy, baseline_perplexity,
-                       settings={"layers": layers, "alphas": list(alphas), **{k: str(v) for k, v in steer_kwargs.items()}})
+                       settings={"layers": list(per_layer), "alphas": list(alphas),
+                                 **{k: str(v) for k, v in steer_kwargs.items()}})
