@@ -2,13 +2,15 @@
 
     python benchmarks/steering_demo.py [--out benchmarks/results_steering_demo.json]
 
-Protocol (every choice made on the TRAIN split, every number reported on TEST):
-1. Capture the last token of each city statement at every layer (train and test).
+Protocol (probes fitted on TRAIN cities; alpha calibrated on half of the held-out cities,
+numbers reported on the other half, split by city):
+1. Capture the last token of each city statement at every layer.
 2. Probe sweep (RaptorProbe and difference of means) and per-layer probes on TRAIN.
 3. Vector = the probe's unit direction at layer L, injected at L's resid_post, for every L.
-   (layer, alpha) = the smallest alpha (in units of L's typical norm) on a grid that flips
-   >= 90% of TRAIN false statements to "true" with KL <= budget on neutral text.
-4. On held-out TEST statements: false -> "true" flip rate at +alpha, true -> "false" at
+   (layer, alpha) = the smallest alpha (in units of L's median token norm) on a grid that
+   flips >= 95% of the CALIBRATION false statements the model rejects to "true", with KL <= budget
+   on neutral text and a same-norm random direction flipping <= 20% at that setting. A flip counts only statements whose unsteered verdict was on the other side.
+4. On the TEST half: false -> "true" flip rate at +alpha, true -> "false" at
    -alpha, a same-norm random direction, KL and perplexity on neutral text.
 5. The same vector steering only the statement's own tokens (not the "." right before the
    verdict), and on another domain (number comparisons).
@@ -31,23 +33,30 @@ import numpy as np
 import torch
 
 import steerlab
-from steerlab.datasets import load
+from steerlab.datasets import load, split_by_group
 from steerlab.probes import DiffMeans, RaptorProbe, sweep as probe_sweep
 from steerlab.steering import (SteeringVector, flip_rate, logprob_difference, random_control, steer,
                                sweep as steering_sweep, word_rate)
 from steerlab.world import templates
 
-ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5]  # x the site's typical norm
-KL_BUDGET = 0.5
+ALPHAS = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0]  # x the site's median token norm
+TARGET = 0.95  # calibration flips: a margin over the 0.9 required on the reported half
+CONTROL_MAX = 0.2  # the same-norm random direction may flip at most this share at the chosen setting
+KL_BUDGET = 1.0  # nats, mean over every token of the neutral text, all of them steered
 
 
 def verdict_flips(model, dataset, vector, alpha, label, toward_true, **steer_kwargs) -> float:
-    """Share of `label` statements whose verdict lands on the intended side under steering."""
+    """Among `label` statements whose unsteered verdict is on the other side, the share flipped."""
     prompts = [p for p, y in zip(dataset.verdict_prompts, dataset.labels) if y == label]
-    true_word, false_word = dataset.verdict_words
+    efficacy = flip_rate(model, prompts, *dataset.verdict_words, toward_positive=toward_true)
     with steer(model, vector, alpha=alpha, **steer_kwargs):
-        difference = logprob_difference(model, prompts, true_word, false_word)
-    return float(((difference > 0) if toward_true else (difference < 0)).float().mean())
+        return efficacy(model)
+
+
+def judged_true(model, dataset, label) -> float:
+    """Unsteered: the share of `label` statements the model judges true."""
+    prompts = [p for p, y in zip(dataset.verdict_prompts, dataset.labels) if y == label]
+    return float((logprob_difference(model, prompts, *dataset.verdict_words) > 0).float().mean())
 
 
 def main() -> None:
@@ -57,23 +66,27 @@ def main() -> None:
     torch.manual_seed(0)
     started = time.perf_counter()
     model = steerlab.load_model("demo")
-    train, test = load("demo/cities", split="train"), load("demo/cities", split="test")
+    train, held_out = load("demo/cities", split="train"), load("demo/cities", split="test")
+    # Held-out cities, split by city: one half calibrates alpha, the other is reported. (The train
+    # split's verdicts were memorised in training, so flipping them takes far more than held-out ones.)
+    calibration = split_by_group(held_out, "train", test_share=0.5, seed=0)
+    test = split_by_group(held_out, "test", test_share=0.5, seed=0)
     neutral = load("demo/topic", split="test").texts[:64]
     true_word, false_word = train.verdict_words
     results: dict = {"model": model.name, "n_layers": model.n_layers, "d_model": model.d_model}
 
     acts_train = steerlab.capture(model, train.texts, position="last", progress=False)
-    acts_test = steerlab.capture(model, test.texts, position="last", progress=False)
+    acts_test = steerlab.capture(model, held_out.texts, position="last", progress=False)
     table = probe_sweep(acts_train, train.labels, methods=["raptor", "diff_means"], groups=train.groups,
                         stability_runs=0)
     best_layers = table.best_layers("accuracy")
     results["probe_best_layers"] = best_layers
     probes = {"raptor": RaptorProbe(Cs=100).fit(acts_train, train.labels, groups=train.groups),
               "diff_means": DiffMeans().fit(acts_train, train.labels)}
-    results["probe_test_accuracy"] = {name: np.asarray(probe.score(acts_test.values.numpy(), test.labels)).tolist()
+    results["probe_test_accuracy"] = {name: np.asarray(probe.score(acts_test.values.numpy(), held_out.labels)).tolist()
                                       for name, probe in probes.items()}
 
-    train_false = [p for p, y in zip(train.verdict_prompts, train.labels) if y == 0]
+    calibration_false = [p for p, y in zip(calibration.verdict_prompts, calibration.labels) if y == 0]
     results["truth"] = {}
     for name, probe in probes.items():
         # Each layer's own direction, scaled so that alpha = 1 is that layer's typical norm.
@@ -81,9 +94,9 @@ def main() -> None:
         for layer in range(model.n_layers):
             vector = SteeringVector.from_probe(probe, layer=layer).with_typical_norm(model, neutral)
             per_layer[layer] = replace(vector, direction=vector.unit * vector.typical_norm)
-        efficacy = flip_rate(model, train_false, true_word, false_word, toward_positive=True)
+        efficacy = flip_rate(model, calibration_false, true_word, false_word, toward_positive=True)
         chosen_sweep = steering_sweep(model, per_layer, ALPHAS, efficacy, neutral, progress=False)
-        chosen = chosen_sweep.choose(target_efficacy=0.9, kl_budget=KL_BUDGET)
+        chosen = chosen_sweep.choose(target_efficacy=TARGET, kl_budget=KL_BUDGET, control_max=CONTROL_MAX)
         if chosen is None:
             results["truth"][name] = {"chosen": None, "sweep": chosen_sweep.to_records()}
             continue
@@ -95,17 +108,18 @@ def main() -> None:
         numbers = load("demo/larger_than", split="test")
         results["truth"][name] = {
             "layer": layer, "alpha_norm_units": alpha, "typical_norm": vector.typical_norm,
-            "train_flip_false_to_true": chosen.efficacy, "kl_neutral": chosen.kl,
+            "calibration_flip_false_to_true": chosen.efficacy, "kl_neutral": chosen.kl,
             "perplexity_neutral": chosen.perplexity, "perplexity_unsteered": chosen_sweep.baseline_perplexity,
             "test_flip_false_to_true": verdict_flips(model, test, vector, alpha, 0, True),
             "test_flip_true_to_false": verdict_flips(model, test, vector, -alpha, 1, False),
             "test_control_flip_false_to_true": verdict_flips(model, test, control, alpha, 0, True),
             "test_control_flip_true_to_false": verdict_flips(model, test, control, -alpha, 1, False),
-            "test_unsteered_false_judged_true": verdict_flips(model, test, vector, 0.0, 0, True),
+            "test_unsteered_false_judged_true": judged_true(model, test, 0),
+            "test_unsteered_true_judged_true": judged_true(model, test, 1),
             f"test_flip_false_to_true_statement_tokens_only_0_{statement_tokens}":
                 verdict_flips(model, test, vector, alpha, 0, True, positions=(0, statement_tokens)),
             "numbers_flip_false_to_true": verdict_flips(model, numbers, vector, alpha, 0, True),
-            "numbers_unsteered_false_judged_true": verdict_flips(model, numbers, vector, 0.0, 0, True),
+            "numbers_unsteered_false_judged_true": judged_true(model, numbers, 0),
             "sweep": chosen_sweep.to_records(),
         }
         if name == "raptor":

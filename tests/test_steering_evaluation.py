@@ -73,6 +73,8 @@ def test_sweep_finds_the_smallest_alpha_and_the_control_does_little(model):
     figure = result.figure()
     assert len(figure.data) >= 8 and "chosen" in [trace.name for trace in figure.data]
     assert result.choose(target_efficacy=1e6, kl_budget=10.0) is None
+    strict = result.choose(target_efficacy=target, kl_budget=10.0, control_max=result.baseline_efficacy - 1.0)
+    assert strict is None  # every control row is above that bound
 
 
 def test_generation_judges_are_plain_functions(model):
@@ -101,3 +103,18 @@ def test_sweep_takes_a_direction_per_layer(model):
                    progress=False)
     assert [(row.layer, row.alpha) for row in result.rows] == [(0, 0.5), (2, 0.5)]
     assert result.settings["layers"] == [0, 2]
+
+
+def test_flip_rate_counts_only_prompts_on_the_other_side(model):
+    from steerlab.steering import flip_rate
+
+    before = logprob_difference(model, TEXTS, "w5", "w6")
+    toward = flip_rate(model, TEXTS, "w5", "w6", toward_positive=True)
+    assert toward(model) == 0.0 or math.isnan(toward(model))  # unsteered: nothing flipped
+    vector = unembedding_vector(model)
+    with steer(model, vector, alpha=2.0):
+        after = logprob_difference(model, TEXTS, "w5", "w6")
+        rate = toward(model)
+    rejected = before <= 0
+    assert rejected.any()
+    assert rate == pytest.approx(float((after[rejected] > 0).float().mean()))

@@ -20,14 +20,23 @@ Efficacy = Callable[[ModelAdapter], float]
 
 def flip_rate(model: ModelAdapter, prompts: Sequence[str], positive_word: str, negative_word: str,
               toward_positive: bool = True) -> Efficacy:
-    """An efficacy: the fraction of prompts whose verdict ends on the intended side.
+    """An efficacy: the share of verdicts flipped to the intended side.
 
-    With ``toward_positive``, the share with log P(positive) > log P(negative) (e.g. false
-    statements judged "true" after steering); otherwise the share judged negative.
+    Only prompts whose UNSTEERED verdict is on the other side count (measured now, on the
+    unsteered model): e.g. with ``toward_positive``, false statements the model rejects, and
+    the share of them it accepts under steering. Prompts already on the intended side would
+    make any direction, random ones included, look effective. NaN when there is nothing to flip.
     """
+    def on_intended_side(current: ModelAdapter) -> torch.Tensor:
+        difference = metrics.logprob_difference(current, prompts, positive_word, negative_word)
+        return (difference > 0) if toward_positive else (difference < 0)
+
+    candidates = ~on_intended_side(model)
+
     def efficacy(steered_model: ModelAdapter) -> float:
-        difference = metrics.logprob_difference(steered_model, prompts, positive_word, negative_word)
-        return float(((difference > 0) if toward_positive else (difference < 0)).float().mean())
+        if not candidates.any():
+            return float("nan")
+        return float(on_intended_side(steered_model)[candidates].float().mean())
     return efficacy
 
 
@@ -68,12 +77,20 @@ class SweepResult:
     def to_records(self) -> list[dict[str, Any]]:
         return [row.as_dict() for row in self.rows]
 
-    def choose(self, target_efficacy: float, kl_budget: float) -> SteeringResult | None:
-        """The smallest |alpha| (any layer) reaching ``target_efficacy`` with KL within budget."""
+    def choose(self, target_efficacy: float, kl_budget: float, control_max: float | None = None
+               ) -> SteeringResult | None:
+        """The smallest |alpha| (any layer) reaching ``target_efficacy`` with KL within budget.
+
+        With ``control_max``, a setting also needs the random control at the same layer and
+        alpha to stay at or below that efficacy: the effect must belong to the direction,
+        not to any push of that size.
+        """
+        control = {(row.layer, row.alpha): row.efficacy for row in self.rows if row.control}
         candidates = [row for row in self.rows if not row.control and row.efficacy >= target_efficacy
-                      and row.kl <= kl_budget]
+                      and row.kl <= kl_budget
+                      and (control_max is None or control.get((row.layer, row.alpha), math.inf) <= control_max)]
         self.chosen = min(candidates, key=lambda row: (abs(row.alpha), row.kl), default=None)
-        self.settings.update(target_efficacy=target_efficacy, kl_budget=kl_budget)
+        self.settings.update(target_efficacy=target_efficacy, kl_budget=kl_budget, control_max=control_max)
         return self.chosen
 
     def figure(self):

@@ -26,7 +26,7 @@ class SteeringVector:
         model_name: the model it was built on (checked on injection; None skips the check).
         probe_weight_norm, probe_intercept: for ``mode="clamp"``: the source probe's logit is
             ``probe_intercept + probe_weight_norm * (unit(direction) . h)``.
-        typical_norm: mean ``||h||`` at the site on reference text, for alpha in norm units.
+        typical_norm: median ``||h||`` at the site on reference text, for alpha in norm units.
         provenance: where it came from (method, dataset, probe metrics...).
 
     Example:
@@ -192,11 +192,15 @@ class SteeringVector:
                    provenance={"method": "SAE feature", "feature": feature, "hook_name": hook_name})
 
     def with_typical_norm(self, model: Any, texts: Sequence[str]) -> "SteeringVector":
-        """Record the mean ``||h||`` at the vector's site and first layer over ``texts`` (all tokens)."""
+        """Record the median ``||h||`` at the vector's site and first layer over every token of ``texts``.
+
+        The median, because BOS / attention-sink positions carry norms several times the
+        others' (3x on the demo model) and would inflate a mean.
+        """
         from steerlab.capture import capture
 
         values = capture(model, texts, layers=[self.layers[0]], site=self.site, position="all", progress=False).values
-        return replace(self, typical_norm=float(values[:, 0].norm(dim=-1).mean()))
+        return replace(self, typical_norm=float(values[:, 0].norm(dim=-1).median()))
 
     # ------------------------------------------------------------ persistence
 
