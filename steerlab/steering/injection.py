@@ -76,10 +76,14 @@ def _site_function(vector: SteeringVector, mode: str, alpha: float, value: float
     if mode in ("set", "clamp") and value is None:
         raise ValueError(f"mode={mode!r} needs target=: the projection value (set) or the probe probability (clamp).")
 
+    cast: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # per (device, dtype): once, not every step
+
     def fn(h: torch.Tensor) -> torch.Tensor:
         sel = select_positions(tracker, positions)
-        direction = vector.direction.to(h.device, h.dtype)
-        unit = vector.unit.to(h.device, h.dtype)
+        key = (h.device, h.dtype)
+        if key not in cast:
+            cast[key] = (vector.direction.to(h.device, h.dtype), vector.unit.to(h.device, h.dtype))
+        direction, unit = cast[key]
         stats.forwards += 1
         stats.edited_tokens += int(sel.sum())
         if mode == "add":
