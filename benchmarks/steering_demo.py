@@ -118,7 +118,11 @@ def main() -> None:
             "test_unsteered_true_judged_true": judged_true(model, test, 1),
             f"test_flip_false_to_true_statement_tokens_only_0_{statement_tokens}":
                 verdict_flips(model, test, vector, alpha, 0, True, positions=(0, statement_tokens)),
-            "numbers_flip_false_to_true": verdict_flips(model, numbers, vector, alpha, 0, True),
+            # the numbers verdict is more confident than held-out cities: report a few multiples of alpha
+            "numbers_flip_false_to_true": {f"{k:g}x alpha": verdict_flips(model, numbers, vector, k * alpha, 0, True)
+                                           for k in (1.0, 1.5, 2.0)},
+            "numbers_control_flip_false_to_true": {f"{k:g}x alpha": verdict_flips(model, numbers, control, k * alpha,
+                                                                                  0, True) for k in (1.0, 1.5, 2.0)},
             "numbers_unsteered_false_judged_true": judged_true(model, numbers, 0),
             "sweep": chosen_sweep.to_records(),
         }
