@@ -42,6 +42,7 @@ from steerlab.world import templates
 ALPHAS = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0]  # x the site's median token norm
 TARGET = 0.95  # calibration flips: a margin over the 0.9 required on the reported half
 CONTROL_MAX = 0.2  # the same-norm random direction may flip at most this share at the chosen setting
+CROSS_DOMAIN_ALPHAS = (1.0, 1.5, 2.0, 2.5)
 KL_BUDGET = 1.0  # nats, mean over every token of the neutral text, all of them steered
 
 
@@ -118,11 +119,11 @@ def main() -> None:
             "test_unsteered_true_judged_true": judged_true(model, test, 1),
             f"test_flip_false_to_true_statement_tokens_only_0_{statement_tokens}":
                 verdict_flips(model, test, vector, alpha, 0, True, positions=(0, statement_tokens)),
-            # the numbers verdict is more confident than held-out cities: report a few multiples of alpha
-            "numbers_flip_false_to_true": {f"{k:g}x alpha": verdict_flips(model, numbers, vector, k * alpha, 0, True)
-                                           for k in (1.0, 1.5, 2.0)},
-            "numbers_control_flip_false_to_true": {f"{k:g}x alpha": verdict_flips(model, numbers, control, k * alpha,
-                                                                                  0, True) for k in (1.0, 1.5, 2.0)},
+            # the numbers verdict is more confident than held-out cities: report a range of alphas (norm units)
+            "numbers_flip_false_to_true": {f"alpha={k:g}": verdict_flips(model, numbers, vector, k, 0, True)
+                                           for k in CROSS_DOMAIN_ALPHAS},
+            "numbers_control_flip_false_to_true": {f"alpha={k:g}": verdict_flips(model, numbers, control, k, 0, True)
+                                                   for k in CROSS_DOMAIN_ALPHAS},
             "numbers_unsteered_false_judged_true": judged_true(model, numbers, 0),
             "sweep": chosen_sweep.to_records(),
         }
