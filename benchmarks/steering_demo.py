@@ -37,6 +37,7 @@ from steerlab.datasets import load, split_by_group
 from steerlab.probes import DiffMeans, RaptorProbe, sweep as probe_sweep
 from steerlab.steering import (SteeringVector, flip_rate, logprob_difference, random_control, steer,
                                sweep as steering_sweep, word_rate)
+from steerlab.steering.verdicts import judged_true, verdict_flips
 from steerlab.world import templates
 
 ALPHAS = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0]  # x the site's median token norm
@@ -44,20 +45,6 @@ TARGET = 0.95  # calibration flips: a margin over the 0.9 required on the report
 CONTROL_MAX = 0.2  # the same-norm random direction may flip at most this share at the chosen setting
 CROSS_DOMAIN_ALPHAS = (1.0, 1.5, 2.0, 2.5)
 KL_BUDGET = 1.0  # nats, mean over every token of the neutral text, all of them steered
-
-
-def verdict_flips(model, dataset, vector, alpha, label, toward_true, **steer_kwargs) -> float:
-    """Among `label` statements whose unsteered verdict is on the other side, the share flipped."""
-    prompts = [p for p, y in zip(dataset.verdict_prompts, dataset.labels) if y == label]
-    efficacy = flip_rate(model, prompts, *dataset.verdict_words, toward_positive=toward_true)
-    with steer(model, vector, alpha=alpha, **steer_kwargs):
-        return efficacy(model)
-
-
-def judged_true(model, dataset, label) -> float:
-    """Unsteered: the share of `label` statements the model judges true."""
-    prompts = [p for p, y in zip(dataset.verdict_prompts, dataset.labels) if y == label]
-    return float((logprob_difference(model, prompts, *dataset.verdict_words) > 0).float().mean())
 
 
 def main() -> None:
@@ -111,18 +98,18 @@ def main() -> None:
             "layer": layer, "alpha_norm_units": alpha, "typical_norm": vector.typical_norm,
             "calibration_flip_false_to_true": chosen.efficacy, "kl_neutral": chosen.kl,
             "perplexity_neutral": chosen.perplexity, "perplexity_unsteered": chosen_sweep.baseline_perplexity,
-            "test_flip_false_to_true": verdict_flips(model, test, vector, alpha, 0, True),
-            "test_flip_true_to_false": verdict_flips(model, test, vector, -alpha, 1, False),
-            "test_control_flip_false_to_true": verdict_flips(model, test, control, alpha, 0, True),
-            "test_control_flip_true_to_false": verdict_flips(model, test, control, -alpha, 1, False),
+            "test_flip_false_to_true": verdict_flips(model, test, vector, alpha, 0),
+            "test_flip_true_to_false": verdict_flips(model, test, vector, -alpha, 1),
+            "test_control_flip_false_to_true": verdict_flips(model, test, control, alpha, 0),
+            "test_control_flip_true_to_false": verdict_flips(model, test, control, -alpha, 1),
             "test_unsteered_false_judged_true": judged_true(model, test, 0),
             "test_unsteered_true_judged_true": judged_true(model, test, 1),
             f"test_flip_false_to_true_statement_tokens_only_0_{statement_tokens}":
-                verdict_flips(model, test, vector, alpha, 0, True, positions=(0, statement_tokens)),
+                verdict_flips(model, test, vector, alpha, 0, positions=(0, statement_tokens)),
             # the numbers verdict is more confident than held-out cities: report a range of alphas (norm units)
-            "numbers_flip_false_to_true": {f"alpha={k:g}": verdict_flips(model, numbers, vector, k, 0, True)
+            "numbers_flip_false_to_true": {f"alpha={k:g}": verdict_flips(model, numbers, vector, k, 0)
                                            for k in CROSS_DOMAIN_ALPHAS},
-            "numbers_control_flip_false_to_true": {f"alpha={k:g}": verdict_flips(model, numbers, control, k, 0, True)
+            "numbers_control_flip_false_to_true": {f"alpha={k:g}": verdict_flips(model, numbers, control, k, 0)
                                                    for k in CROSS_DOMAIN_ALPHAS},
             "numbers_unsteered_false_judged_true": judged_true(model, numbers, 0),
             "sweep": chosen_sweep.to_records(),

@@ -32,18 +32,9 @@ def setup():
     return model, test, probe, replace(vector, direction=vector.unit * vector.typical_norm)
 
 
-def flips(model, test, label, vector, alpha):
-    """Among `label` statements the unsteered model judges the other way, the share flipped."""
-    from steerlab.steering import flip_rate, steer
-
-    prompts = [p for p, y in zip(test.verdict_prompts, test.labels) if y == label]
-    efficacy = flip_rate(model, prompts, *test.verdict_words, toward_positive=label == 0)
-    with steer(model, vector, alpha=alpha):
-        return efficacy(model)
-
-
 def test_truth_direction_flips_held_out_verdicts_and_a_random_one_does_not(setup):
     from steerlab.steering import random_control
+    from steerlab.steering.verdicts import verdict_flips as flips
 
     model, test, _, vector = setup
     assert flips(model, test, 0, vector, ALPHA) >= 0.9  # rejected false statements -> "true"
