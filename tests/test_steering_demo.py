@@ -37,11 +37,11 @@ def test_truth_direction_flips_held_out_verdicts_and_a_random_one_does_not(setup
     from steerlab.steering.verdicts import verdict_flips as flips
 
     model, test, _, vector = setup
-    assert flips(model, test, 0, vector, ALPHA) >= 0.9  # rejected false statements -> "true"
-    assert flips(model, test, 1, vector, -ALPHA) >= 0.9  # accepted true statements -> "false"
+    assert flips(model, test, vector, ALPHA, 0) >= 0.9  # rejected false statements -> "true"
+    assert flips(model, test, vector, -ALPHA, 1) >= 0.9  # accepted true statements -> "false"
     control = random_control(vector, seed=0)
-    assert flips(model, test, 0, control, ALPHA) <= 0.2
-    assert flips(model, test, 1, control, -ALPHA) <= 0.2
+    assert flips(model, test, control, ALPHA, 0) <= 0.2
+    assert flips(model, test, control, -ALPHA, 1) <= 0.2
 
 
 def test_clamp_reaches_the_target_probability_on_the_demo_model(setup):

@@ -59,6 +59,8 @@ def train_demo_model(
     checkpoint_every: int = 0,
     stop_after: int | None = None,
     progress: bool = True,
+    weight_decay: float = 0.01,
+    mix: dict[str, float] | None = None,
 ) -> dict[str, float | int]:
     """Train a GPT-2 (`d_model`, `n_layers`, context 64) for `steps` batches of
     `batch_size` lines (one line per row, padded) and save it with its tokenizer in `out_dir`.
@@ -77,6 +79,9 @@ def train_demo_model(
     `stop_after` ends training after that many updates while keeping the learning-rate
     schedule of `steps` (the shipped model is such an early stop, see its card).
 
+    `weight_decay` is AdamW's; `mix` overrides the share of some line kinds in
+    `corpus.CORPUS_MIX` (e.g. fewer labelled city statements); both default to the shipped run.
+
     Returns metrics: steps, tokens, seconds, n_params, final_loss (unweighted mean
     next-token loss of the last 50 steps).
     """
@@ -94,7 +99,8 @@ def train_demo_model(
     world = generate_world(world_seed)
     vocab = token_to_id_map(world)
     tokenizer = build_tokenizer(world)
-    stream = CorpusStream(world, seed=seed, mix=facts_phase_mix() if facts_phase > 0 else CORPUS_MIX)
+    full_mix = {**CORPUS_MIX, **(mix or {})}
+    stream = CorpusStream(world, seed=seed, mix=facts_phase_mix(full_mix) if facts_phase > 0 else full_mix)
     batches = LineBatches(stream, vocab, lines_per_batch=batch_size, max_len=CONTEXT)
     facts_phase_steps, negation_phase_steps = int(facts_phase * steps), int(negation_phase * steps)
 
@@ -113,7 +119,7 @@ def train_demo_model(
     )
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")  # 3-7x faster than eager on CPU
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
 
     verdict_ids = torch.tensor(tokenizer.convert_tokens_to_ids(["true", "false"]))
     losses: list[float] = []
@@ -121,9 +127,9 @@ def train_demo_model(
     start = time.time()
     for step in range(stop_after or steps):
         if step == facts_phase_steps:
-            stream.set_mix(affirmative_phase_mix() if step < negation_phase_steps else CORPUS_MIX)
+            stream.set_mix(affirmative_phase_mix(full_mix) if step < negation_phase_steps else full_mix)
         if step == negation_phase_steps:
-            stream.set_mix(CORPUS_MIX)
+            stream.set_mix(full_mix)
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, steps, lr, min(warmup, max(1, steps // 5)))
         ids, mask = batches.next_batch()
@@ -164,6 +170,8 @@ def train_demo_model(
             "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "world_seed": world_seed,
             "threads": threads, "verdict_weight": verdict_weight,
             "facts_phase": facts_phase, "negation_phase": negation_phase, "stop_after": stop_after,
+            **({"weight_decay": weight_decay} if weight_decay != 0.01 else {}),
+            **({"mix": mix} if mix else {}),
         },
         "metrics": metrics,
     }
@@ -207,12 +215,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--negation-phase", type=float, default=0.5)
     parser.add_argument("--checkpoint-every", type=int, default=0)
     parser.add_argument("--stop-after", type=int, default=None, help="stop after N updates, keeping the --steps schedule")
+    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    parser.add_argument(
+        "--mix", default="", help="override line-kind shares, e.g. city_labelled=0.1,city_fact=0.32"
+    )
     args = parser.parse_args(argv)
+    mix = {}
+    for item in filter(None, args.mix.split(",")):
+        kind, share = item.split("=")
+        if kind.strip() not in CORPUS_MIX:
+            parser.error(f"unknown line kind in --mix: {kind}")
+        mix[kind.strip()] = float(share)
     metrics = train_demo_model(
         args.out, steps=args.steps, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, world_seed=args.world_seed, threads=args.threads,
         verdict_weight=args.verdict_weight, facts_phase=args.facts_phase, negation_phase=args.negation_phase,
         checkpoint_every=args.checkpoint_every, stop_after=args.stop_after,
+        weight_decay=args.weight_decay, mix=mix or None,
     )
     print(json.dumps(metrics, indent=2))
 
