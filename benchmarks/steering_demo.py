@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import time
-from dataclasses import replace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -35,8 +34,9 @@ import torch
 import steerlab
 from steerlab.datasets import load, split_by_group
 from steerlab.probes import DiffMeans, RaptorProbe, sweep as probe_sweep
-from steerlab.steering import (SteeringVector, flip_rate, logprob_difference, random_control, steer,
-                               sweep as steering_sweep, word_rate)
+from steerlab.steering import (SteeringVector, logprob_difference, random_control, steer,
+                               word_rate)
+from steerlab.pipeline.truth_steering import calibrate_truth_steering
 from steerlab.steering.verdicts import judged_true, verdict_flips
 from steerlab.world import templates
 
@@ -74,36 +74,19 @@ def main() -> None:
     results["probe_test_accuracy"] = {name: np.asarray(probe.score(acts_test.values.numpy(), held_out.labels)).tolist()
                                       for name, probe in probes.items()}
 
-    calibration_false = [p for p, y in zip(calibration.verdict_prompts, calibration.labels) if y == 0]
     results["truth"] = {}
     for name, probe in probes.items():
-        # Each layer's own direction, scaled so that alpha = 1 is that layer's typical norm.
-        per_layer = {}
-        for layer in range(model.n_layers):
-            vector = SteeringVector.from_probe(probe, layer=layer).with_typical_norm(model, neutral)
-            per_layer[layer] = replace(vector, direction=vector.unit * vector.typical_norm)
-        efficacy = flip_rate(model, calibration_false, true_word, false_word, toward_positive=True)
-        chosen_sweep = steering_sweep(model, per_layer, ALPHAS, efficacy, neutral, progress=False)
-        chosen = chosen_sweep.choose(target_efficacy=TARGET, kl_budget=KL_BUDGET, control_max=CONTROL_MAX)
-        if chosen is None:
-            results["truth"][name] = {"chosen": None, "sweep": chosen_sweep.to_records()}
+        steering = calibrate_truth_steering(model, probe, calibration, test, neutral, alphas=ALPHAS, target=TARGET,
+                                            kl_budget=KL_BUDGET, control_max=CONTROL_MAX)
+        if steering.vector is None:
+            results["truth"][name] = {"chosen": None, "sweep": steering.sweep.to_records()}
             continue
-        layer = chosen.layer
-        vector = per_layer[layer]
-        alpha = chosen.alpha
+        vector, layer, alpha = steering.vector, steering.results["layer"], steering.results["alpha_norm_units"]
         control = random_control(vector, seed=0)
         statement_tokens = min(len(model.tokenizer(t)["input_ids"]) for t in test.texts) - 1
         numbers = load("demo/larger_than", split="test")
         results["truth"][name] = {
-            "layer": layer, "alpha_norm_units": alpha, "typical_norm": vector.typical_norm,
-            "calibration_flip_false_to_true": chosen.efficacy, "kl_neutral": chosen.kl,
-            "perplexity_neutral": chosen.perplexity, "perplexity_unsteered": chosen_sweep.baseline_perplexity,
-            "test_flip_false_to_true": verdict_flips(model, test, vector, alpha, 0),
-            "test_flip_true_to_false": verdict_flips(model, test, vector, -alpha, 1),
-            "test_control_flip_false_to_true": verdict_flips(model, test, control, alpha, 0),
-            "test_control_flip_true_to_false": verdict_flips(model, test, control, -alpha, 1),
-            "test_unsteered_false_judged_true": judged_true(model, test, 0),
-            "test_unsteered_true_judged_true": judged_true(model, test, 1),
+            **steering.results,
             f"test_flip_false_to_true_statement_tokens_only_0_{statement_tokens}":
                 verdict_flips(model, test, vector, alpha, 0, positions=(0, statement_tokens)),
             # the numbers verdict is more confident than held-out cities: report a range of alphas (norm units)
@@ -112,7 +95,7 @@ def main() -> None:
             "numbers_control_flip_false_to_true": {f"alpha={k:g}": verdict_flips(model, numbers, control, k, 0)
                                                    for k in CROSS_DOMAIN_ALPHAS},
             "numbers_unsteered_false_judged_true": judged_true(model, numbers, 0),
-            "sweep": chosen_sweep.to_records(),
+            "sweep": steering.sweep.to_records(),
         }
         if name == "raptor":
             clamp_vector = SteeringVector.from_probe(probe, layer=layer)
