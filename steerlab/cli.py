@@ -32,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="steerlab", description="Interpretability and steering of language models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    demo = commands.add_parser(
+        "demo", help="the whole probe-then-steer pipeline on the embedded demo model, with a report",
+        description="Capture, probe sweep, transfer, calibrated steering with a random control, sentiment "
+                    "steering; writes metrics.json, artifacts/ and report.html.")
+    demo.add_argument("--out", type=Path, default=Path("steerlab-demo"), help="output directory (default: steerlab-demo)")
+    demo.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
+
     capture = commands.add_parser(
         "capture", help="capture activations to a directory (safetensors + JSON)",
         description="Capture one site's activations at chosen layers and token positions, streamed to disk.")
@@ -67,10 +74,27 @@ def _run_capture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_demo(args: argparse.Namespace) -> int:
+    from steerlab.pipeline.demo import run_demo
+
+    metrics = run_demo(args.out, overwrite=args.overwrite)
+    truth = metrics["steering"]["truth"]
+    print(f"\nsteerlab demo -> {args.out}/report.html, {args.out}/metrics.json, {args.out}/artifacts/")
+    print(f"  held-out cities, RaptorProbe accuracy by layer: "
+          f"{', '.join(f'{a:.2f}' for a in metrics['probes']['held_out_accuracy'])}")
+    print(f"  transfer AUROC ~ Mahalanobis cosine: R^2 = {metrics['probes']['transfer_r2']['mahalanobis']['r2']:.2f}")
+    if truth.get("layer") is not None:
+        print(f"  truth steering at layer {truth['layer']}, alpha {truth['alpha_norm_units']}: false->true "
+              f"{truth['test_flip_false_to_true']:.0%} (random {truth['test_control_flip_false_to_true']:.0%}), "
+              f"true->false {truth['test_flip_true_to_false']:.0%}, KL {truth['kl_neutral']:.3f}")
+    print(f"  timings (s): {metrics['timings']}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"capture": _run_capture}[args.command](args)
+        return {"capture": _run_capture, "demo": _run_demo}[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, OSError) as error:
         print(f"steerlab {args.command}: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,190 @@
+"""``steerlab demo``: the probe-then-steer pipeline on the embedded demo model.
+
+capture -> probe sweep on the truth domains -> transfer across domains -> calibrated
+truth steering with a random control -> sentiment steering examples, then
+``metrics.json``, the probe and vector artifacts and a self-contained ``report.html``.
+
+``metrics.json`` schema (version 1):
+
+* ``model``: name, n_layers, d_model;
+* ``probes``: ``sweep`` (rows: layer, method, accuracy, auroc, ece, stability, fit_seconds, C
+  on a group split of the train entities), ``best_layers``, ``held_out_accuracy`` (RaptorProbe
+  per layer on held-out cities), ``transfer`` (rows: train, test, auroc, cosines) and
+  ``transfer_r2`` (fits of transfer AUROC on Mahalanobis and plain cosine);
+* ``steering``: the chosen layer and alpha, calibration and test flip rates, the random
+  control's, KL and perplexity on neutral text (see :mod:`steerlab.pipeline.truth_steering`),
+  and ``sentiment`` examples with lexicon rates;
+* ``timings`` (seconds per stage) and ``versions`` (steerlab, torch, transformers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DOMAINS = ("cities", "larger_than", "people", "objects")
+
+
+def prepare_output(out: str | os.PathLike, overwrite: bool) -> Path:
+    """A new or empty directory; an existing non-empty one only with ``overwrite`` (then emptied)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} exists and is not empty: choose another --out, or pass --overwrite.")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "demo", progress: bool = True
+             ) -> dict[str, Any]:
+    """Run the pipeline; returns the metrics written to ``out/metrics.json``."""
+    import torch
+    import transformers
+
+    import steerlab
+    from steerlab.datasets import load, split_by_group
+    from steerlab.pipeline.truth_steering import calibrate_truth_steering
+    from steerlab.probes import RaptorProbe, sweep, transfer_matrix
+    from steerlab.report import Section, write_report
+    from steerlab.steering import SteeringVector, plot_generations, steer, word_rate
+    from steerlab.world import templates
+
+    out = prepare_output(out, overwrite)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        timings[stage] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+
+    adapter = steerlab.load_model(model)
+    splits = {name: (load(f"demo/{name}", split="train"), load(f"demo/{name}", split="test")) for name in DOMAINS}
+    acts = {name: (steerlab.capture(adapter, train.texts, position="last", progress=progress),
+                   steerlab.capture(adapter, test.texts, position="last", progress=False))
+            for name, (train, test) in splits.items()}
+    lap("capture")
+
+    cities_train, cities_test = splits["cities"]
+    table = sweep(acts["cities"][0], cities_train.labels, methods=["raptor", "diff_means", "lda", "logistic"],
+                  groups=cities_train.groups, stability_runs=3)
+    probe = RaptorProbe(Cs=100).fit(acts["cities"][0], cities_train.labels, groups=cities_train.groups)
+    held_out = np.asarray(probe.score(acts["cities"][1].values.numpy(), cities_test.labels)).tolist()
+    best_layer = int(np.argmax(held_out))
+    transfer = transfer_matrix({name: {"train": (acts[name][0].layer(best_layer).numpy(), splits[name][0].labels),
+                                       "test": (acts[name][1].layer(best_layer).numpy(), splits[name][1].labels)}
+                                for name in DOMAINS})
+    lap("probes")
+
+    neutral = load("demo/topic", split="test").texts[:64]
+    calibration = split_by_group(cities_test, "train", test_share=0.5, seed=0)
+    test_half = split_by_group(cities_test, "test", test_share=0.5, seed=0)
+    truth = calibrate_truth_steering(adapter, probe, calibration, test_half, neutral, progress=progress)
+    examples = []
+    if truth.vector is not None:
+        false_prompts = [p for p, y in zip(test_half.verdict_prompts, test_half.labels) if y == 0][:6]
+        before = adapter.generate(false_prompts, max_new_tokens=1)
+        with steer(adapter, truth.vector, alpha=truth.results["alpha_norm_units"]):
+            after = adapter.generate(false_prompts, max_new_tokens=1)
+        examples = [{"false statement": p, "unsteered verdict": b, "steered verdict": a}
+                    for p, b, a in zip(false_prompts, before, after)]
+    sentiment_train = load("demo/sentiment", split="train")
+    positive = [t for t, y in zip(sentiment_train.texts, sentiment_train.labels) if y == 1][:200]
+    negative = [t for t, y in zip(sentiment_train.texts, sentiment_train.labels) if y == 0][:200]
+    caa = SteeringVector.from_contrast_pairs(adapter, positive, negative, layer=adapter.n_layers // 2)
+    prompts = [f"my friend said the {thing} was" for thing in templates.REVIEW_THINGS[:8]]
+    plain = adapter.generate(prompts, max_new_tokens=3)
+    with steer(adapter, caa, alpha=-1.0):
+        negative_gen = adapter.generate(prompts, max_new_tokens=3)
+    sentiment = {"layer": caa.layers[0], "method": "CAA", "pairs": len(positive), "alpha": -1.0,
+                 "negative_rate_unsteered": word_rate(plain, templates.NEGATIVE_ADJECTIVES),
+                 "negative_rate_steered": word_rate(negative_gen, templates.NEGATIVE_ADJECTIVES),
+                 "examples": [{"prompt": p, "unsteered": a, "steered": b}
+                              for p, a, b in zip(prompts, plain, negative_gen)]}
+    lap("steering")
+
+    artifacts = out / "artifacts"
+    probe.save(artifacts / "raptor_cities")
+    if truth.vector is not None:
+        truth.vector.save(artifacts / "truth_vector")
+    caa.save(artifacts / "sentiment_vector")
+    metrics = {
+        "schema": 1,
+        "model": {"name": adapter.name, "n_layers": adapter.n_layers, "d_model": adapter.d_model},
+        "probes": {"sweep": table.to_records(), "best_layers": table.best_layers(),
+                   "held_out_accuracy": held_out, "transfer_layer": best_layer,
+                   "transfer": transfer.to_records(), "transfer_r2": transfer.fit_r2()},
+        "steering": {"truth": truth.results, "truth_sweep": truth.sweep.to_records(), "truth_examples": examples,
+                     "sentiment": sentiment},
+        "timings": timings,
+        "versions": {"steerlab": steerlab.__version__, "torch": torch.__version__,
+                     "transformers": transformers.__version__},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_jsonable))
+    _write_demo_report(out / "report.html", metrics, table, transfer, truth, Section, write_report,
+                       plot_generations)
+    lap("report")
+    metrics["timings"] = timings
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_jsonable))
+    return metrics
+
+
+def _write_demo_report(path: Path, metrics: dict, table: Any, transfer: Any, truth: Any, Section: Any,
+                       write_report: Any, plot_generations: Any) -> None:
+    probes, steering = metrics["probes"], metrics["steering"]
+    r2 = probes["transfer_r2"]
+    truth_results = steering["truth"]
+    sections = [
+        Section("Where truth lives",
+                [f"Probes on the last token of each city statement, every layer, on a group split of the training "
+                 f"cities. On held-out cities RaptorProbe's accuracy by layer is "
+                 f"{', '.join(f'{a:.2f}' for a in probes['held_out_accuracy'])}."],
+                figures=[table.figure("accuracy"), table.figure("auroc")]),
+        Section("Does the direction transfer across domains?",
+                [f"Train on one truth domain, test on another (layer {probes['transfer_layer']}). Transfer AUROC is "
+                 f"predicted by the Mahalanobis cosine between the two directions (R^2 = "
+                 f"{r2['mahalanobis']['r2']:.2f}) better than by the plain cosine (R^2 = {r2['cosine']['r2']:.2f}), "
+                 "as the truthfulness-spectrum paper reports."],
+                figures=[transfer.figure()]),
+    ]
+    if truth_results.get("chosen", True) is None:
+        sections.append(Section("Steering", ["No (layer, alpha) met the calibration criteria."]))
+    else:
+        sections.append(Section(
+            "Steering with the truth direction",
+            [f"The RaptorProbe direction at layer {truth_results['layer']}, alpha = "
+             f"{truth_results['alpha_norm_units']} x the layer's median token norm (chosen on half of the held-out "
+             f"cities), flips {truth_results['test_flip_false_to_true']:.0%} of the other half's false statements "
+             f"the model rejects to \"true\" and {truth_results['test_flip_true_to_false']:.0%} of true ones to "
+             f"\"false\". A random direction of the same norm flips {truth_results['test_control_flip_false_to_true']:.0%}"
+             f" and {truth_results['test_control_flip_true_to_false']:.0%}. KL on neutral text: "
+             f"{truth_results['kl_neutral']:.3f} nats per token."],
+            tables=[steering["truth_examples"]], figures=[truth.sweep.figure()]))
+    sentiment = steering["sentiment"]
+    sections.append(Section(
+        "Steering sentiment",
+        [f"A CAA vector from {sentiment['pairs']} review pairs at layer {sentiment['layer']}, subtracted: negative "
+         f"adjectives go from {sentiment['negative_rate_unsteered']:.0%} to {sentiment['negative_rate_steered']:.0%} "
+         "of the generated words (each completion is 'adjective .')."],
+        figures=[plot_generations([e["prompt"] for e in sentiment["examples"]],
+                                  [e["unsteered"] for e in sentiment["examples"]],
+                                  [e["steered"] for e in sentiment["examples"]])]))
+    sections.append(Section("Run", [f"Timings (s): {metrics['timings']}. Versions: {metrics['versions']}."]))
+    write_report(path, "steerlab demo: probing and steering truth in the demo model", sections,
+                 intro="The embedded demo model was trained on a synthetic world whose facts are known, so every "
+                       "claim below is checked against ground truth.")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

@@ -1,0 +1,60 @@
+"""`steerlab demo`: the whole pipeline on the demo model, its metrics, artifacts and report."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+DEMO = Path(__file__).parents[1] / "assets" / "demo-model" / "config.json"
+pytestmark = pytest.mark.skipif(not DEMO.is_file(), reason="assets/demo-model not trained yet")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    from steerlab.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert main(["demo", "--out", str(out)]) == 0
+    return out
+
+
+def test_metrics_follow_the_schema_and_show_the_findings(demo_run):
+    metrics = json.loads((demo_run / "metrics.json").read_text())
+    assert metrics["schema"] == 1 and metrics["model"]["name"] == "demo"
+    assert max(metrics["probes"]["held_out_accuracy"]) >= 0.9
+    assert {row["method"] for row in metrics["probes"]["sweep"]} == {"raptor", "diff_means", "lda", "logistic"}
+    r2 = metrics["probes"]["transfer_r2"]
+    assert r2["mahalanobis"]["r2"] > r2["cosine"]["r2"]
+    truth = metrics["steering"]["truth"]
+    assert truth["test_flip_false_to_true"] >= 0.9 and truth["test_flip_true_to_false"] >= 0.9
+    assert truth["test_control_flip_false_to_true"] <= 0.2 and truth["test_control_flip_true_to_false"] <= 0.2
+    sentiment = metrics["steering"]["sentiment"]
+    assert sentiment["negative_rate_steered"] > sentiment["negative_rate_unsteered"]
+    assert set(metrics["timings"]) == {"capture", "probes", "steering", "report"}
+
+
+def test_artifacts_load_back(demo_run):
+    from steerlab import SteeringVector
+    from steerlab.probes import load_probe
+
+    probe = load_probe(demo_run / "artifacts" / "raptor_cities")
+    vector = SteeringVector.load(demo_run / "artifacts" / "truth_vector")
+    assert probe.coef_.shape[-1] == vector.d_model == 128
+    assert vector.model_name == "demo"
+
+
+def test_report_is_one_self_contained_page(demo_run):
+    page = (demo_run / "report.html").read_text()
+    assert page.count("plotly.js v") <= 2 and "Plotly.newPlot" in page  # plotly.js embedded once, figures drawn
+    assert "cdn.plot.ly" not in page.split("Plotly.newPlot")[0].lower()[-2000:]
+    for heading in ("Where truth lives", "transfer across domains", "Steering with the truth direction",
+                    "Steering sentiment"):
+        assert heading in page
+
+
+def test_an_existing_output_is_not_overwritten_without_the_flag(demo_run, capsys):
+    from steerlab.cli import main
+
+    assert main(["demo", "--out", str(demo_run)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert (demo_run / "metrics.json").is_file()
