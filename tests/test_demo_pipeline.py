@@ -58,3 +58,13 @@ def test_an_existing_output_is_not_overwritten_without_the_flag(demo_run, capsys
     assert main(["demo", "--out", str(demo_run)]) == 2
     assert "pass --overwrite" in capsys.readouterr().err
     assert (demo_run / "metrics.json").is_file()
+
+
+def test_the_demo_report_renders_in_chromium(demo_run, tmp_path):
+    from test_report_browser import CHROMIUM, console_errors, non_background_share, render
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    log = render(demo_run / "report.html", tmp_path / "demo.png")
+    assert not console_errors(log), console_errors(log)
+    assert non_background_share(tmp_path / "demo.png") > 0.01
