@@ -61,6 +61,7 @@ def train_demo_model(
     progress: bool = True,
     weight_decay: float = 0.01,
     mix: dict[str, float] | None = None,
+    statement_loss: float = 1.0,
 ) -> dict[str, float | int]:
     """Train a GPT-2 (`d_model`, `n_layers`, context 64) for `steps` batches of
     `batch_size` lines (one line per row, padded) and save it with its tokenizer in `out_dir`.
@@ -81,6 +82,9 @@ def train_demo_model(
 
     `weight_decay` is AdamW's; `mix` overrides the share of some line kinds in
     `corpus.CORPUS_MIX` (e.g. fewer labelled city statements); both default to the shipped run.
+    `statement_loss` weights the next-token loss on the non-verdict tokens of labelled lines
+    (lines that end in a verdict word); 0 trains only their verdict, so false statements
+    ("varno is in <random country>") do not blur what the model knows about the city.
 
     Returns metrics: steps, tokens, seconds, n_params, final_loss (unweighted mean
     next-token loss of the last 50 steps).
@@ -138,7 +142,12 @@ def train_demo_model(
         targets = rearrange(input_ids[:, 1:], "b t -> (b t)")
         real = rearrange(attention_mask[:, 1:], "b t -> (b t)").float()  # 0 on padding
         per_token = F.cross_entropy(rearrange(logits, "b t v -> (b t) v"), targets, reduction="none")
-        weights = real * (1.0 + (verdict_weight - 1.0) * torch.isin(targets, verdict_ids).float())
+        is_verdict = torch.isin(targets, verdict_ids)
+        weights = real * (1.0 + (verdict_weight - 1.0) * is_verdict.float())
+        if statement_loss != 1.0:
+            labelled_row = torch.isin(input_ids, verdict_ids).any(dim=1, keepdim=True)  # [b, 1]
+            labelled_tok = rearrange(labelled_row.expand(-1, input_ids.shape[1] - 1), "b t -> (b t)")
+            weights = weights * torch.where(labelled_tok & ~is_verdict, statement_loss, 1.0)
         loss = (per_token * weights).sum() / weights.sum()
         n_tokens += int(mask.sum())
         optimizer.zero_grad(set_to_none=True)
@@ -172,6 +181,7 @@ def train_demo_model(
             "facts_phase": facts_phase, "negation_phase": negation_phase, "stop_after": stop_after,
             **({"weight_decay": weight_decay} if weight_decay != 0.01 else {}),
             **({"mix": mix} if mix else {}),
+            **({"statement_loss": statement_loss} if statement_loss != 1.0 else {}),
         },
         "metrics": metrics,
     }
@@ -219,6 +229,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--mix", default="", help="override line-kind shares, e.g. city_labelled=0.1,city_fact=0.32"
     )
+    parser.add_argument(
+        "--statement-loss", type=float, default=1.0,
+        help="loss weight on the non-verdict tokens of labelled lines (0: train only the verdict)",
+    )
     args = parser.parse_args(argv)
     mix = {}
     for item in filter(None, args.mix.split(",")):
@@ -231,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, world_seed=args.world_seed, threads=args.threads,
         verdict_weight=args.verdict_weight, facts_phase=args.facts_phase, negation_phase=args.negation_phase,
         checkpoint_every=args.checkpoint_every, stop_after=args.stop_after,
-        weight_decay=args.weight_decay, mix=mix or None,
+        weight_decay=args.weight_decay, mix=mix or None, statement_loss=args.statement_loss,
     )
     print(json.dumps(metrics, indent=2))
 
