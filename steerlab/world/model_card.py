@@ -26,6 +26,11 @@ def _training_section(training: dict[str, Any] | None) -> list[str]:
     if args.get("verdict_weight") is not None:
         command += (f" --verdict-weight {args['verdict_weight']} --facts-phase {args['facts_phase']}"
                     f" --negation-phase {args['negation_phase']}")
+    for flag, key in (("--weight-decay", "weight_decay"), ("--statement-loss", "statement_loss")):
+        if args.get(key) is not None:
+            command += f" {flag} {args[key]}"
+    if args.get("mix"):
+        command += " --mix " + ",".join(f"{kind}={share}" for kind, share in args["mix"].items())
     if args.get("stop_after"):
         command += f" --stop-after {args['stop_after']}"
     if args.get("threads"):

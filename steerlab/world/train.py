@@ -154,7 +154,8 @@ def train_demo_model(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        losses.append(((per_token * real).sum() / real.sum()).item())
+        trained = real * (weights > 0).float()  # = real unless --statement-loss 0 masks statement tokens
+        losses.append(((per_token * trained).sum() / trained.sum()).item())
         if checkpoint_every and step and step % checkpoint_every == 0:
             _save(model, tokenizer, world, Path(out_dir) / "checkpoints" / f"step-{step}")
         if progress and (step % 100 == 0 or step == steps - 1):
