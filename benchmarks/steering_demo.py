@@ -115,24 +115,75 @@ def main() -> None:
     prompts = [f"my friend said the {thing} was" for thing in templates.REVIEW_THINGS]
     before = model.generate(prompts, max_new_tokens=3)
     rows = {}
-    for alpha in (-1.0, 1.0):
+    for alpha in (-2.0, 2.0):
         with steer(model, caa, alpha=alpha, positions="all"):
             rows[alpha] = model.generate(prompts, max_new_tokens=3)
     results["sentiment"] = {
         "layer": layer, "method": "CAA", "pairs": len(positive),
         "positive_rate_unsteered": word_rate(before, templates.POSITIVE_ADJECTIVES),
-        "positive_rate_plus": word_rate(rows[1.0], templates.POSITIVE_ADJECTIVES),
+        "positive_rate_plus": word_rate(rows[2.0], templates.POSITIVE_ADJECTIVES),
         "negative_rate_unsteered": word_rate(before, templates.NEGATIVE_ADJECTIVES),
-        "negative_rate_minus": word_rate(rows[-1.0], templates.NEGATIVE_ADJECTIVES),
+        "negative_rate_minus": word_rate(rows[-2.0], templates.NEGATIVE_ADJECTIVES),
         "examples": [{"prompt": p, "unsteered": b, "plus": a, "minus": m}
-                     for p, b, a, m in list(zip(prompts, before, rows[1.0], rows[-1.0]))[:6]],
+                     for p, b, a, m in list(zip(prompts, before, rows[2.0], rows[-2.0]))[:6]],
     }
     results["seconds"] = round(time.perf_counter() - started, 1)
     with open(args.out, "w") as handle:
         json.dump(results, handle, indent=1)
+    write_markdown(results, args.out.removesuffix(".json") + ".md")
     print(json.dumps({k: v for k, v in results.items() if k != "truth"}, indent=1))
     for name, row in results["truth"].items():
         print(name, {k: v for k, v in row.items() if k != "sweep"})
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def write_markdown(results: dict, path: str) -> None:
+    """The human-readable summary of a run (benchmarks/results_steering_demo.md)."""
+    r, m, s = results["truth"]["raptor"], results["truth"]["diff_means"], results["sentiment"]
+    tokens_key = next(k for k in m if k.startswith("test_flip_false_to_true_statement_tokens_only"))
+    rows = [
+        ("chosen layer, alpha (x the layer's median token norm)", f"{r['layer']}, {r['alpha_norm_units']}",
+         f"{m['layer']}, {m['alpha_norm_units']}"),
+        ('held-out false -> "true" (+alpha)', pct(r["test_flip_false_to_true"]), pct(m["test_flip_false_to_true"])),
+        ('held-out true -> "false" (-alpha)', pct(r["test_flip_true_to_false"]), pct(m["test_flip_true_to_false"])),
+        ("random direction, same norm: false -> true / true -> false",
+         f"{pct(r['test_control_flip_false_to_true'])} / {pct(r['test_control_flip_true_to_false'])}",
+         f"{pct(m['test_control_flip_false_to_true'])} / {pct(m['test_control_flip_true_to_false'])}"),
+        ("KL on neutral text (nats/token, every token steered)", f"{r['kl_neutral']:.2f}", f"{m['kl_neutral']:.2f}"),
+        (f"perplexity on neutral text (unsteered {r['perplexity_unsteered']:.2f})", f"{r['perplexity_neutral']:.2f}",
+         f"{m['perplexity_neutral']:.2f}"),
+        ('steering only the statement\'s tokens (not the "." before the verdict), false -> "true"',
+         pct(r[tokens_key]), pct(m[tokens_key])),
+        ("cities direction on number comparisons, alpha = " + " / ".join(k.split("=")[1] for k in m["numbers_flip_false_to_true"]),
+         " / ".join(pct(v) for v in r["numbers_flip_false_to_true"].values()),
+         " / ".join(pct(v) for v in m["numbers_flip_false_to_true"].values())),
+        ("random direction on number comparisons, same alphas",
+         " / ".join(pct(v) for v in r["numbers_control_flip_false_to_true"].values()),
+         " / ".join(pct(v) for v in m["numbers_control_flip_false_to_true"].values())),
+    ]
+    lines = ["# Steering on the demo model (issue 5)", "",
+             "`HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python benchmarks/steering_demo.py` writes this file and",
+             "`results_steering_demo.json` (every sweep row). Protocol: the script's docstring. A *flip* counts only",
+             "statements whose unsteered verdict was on the other side.", "",
+             "| | RaptorProbe | difference of means |", "|---|---|---|",
+             *[f"| {a} | {b} | {c} |" for a, b, c in rows], ""]
+    if "clamp" in r:
+        lines += [f'`mode="clamp"`, RaptorProbe at layer {r["layer"]}, p* = 0.9999, every token of the held-out false '
+                  f'verdict prompts: {r["clamp"]["edited_tokens"]} tokens edited, {pct(r["clamp"]["reached_target"])} '
+                  f'at the target probability (tolerance 1e-4); {pct(r["clamp"]["flip_false_to_true"])} judged true.', ""]
+    lines += [f"## Sentiment (CAA, {s['pairs']} review pairs, layer {s['layer']}, alpha = +-2)", "",
+              "Greedy completions of the held-out template `my friend said the {thing} was`, scored by the world's",
+              "adjective lexicon (share of generated words; each completion is `adjective .`, so 50% = all of them):", "",
+              "| | positive adjectives | negative adjectives |", "|---|---|---|",
+              f"| unsteered | {pct(s['positive_rate_unsteered'])} | {pct(s['negative_rate_unsteered'])} |",
+              f"| +alpha | {pct(s['positive_rate_plus'])} | |", f"| -alpha | | {pct(s['negative_rate_minus'])} |", "",
+              "| prompt | unsteered | +alpha | -alpha |", "|---|---|---|---|",
+              *[f"| {e['prompt']} | {e['unsteered']} | {e['plus']} | {e['minus']} |" for e in s["examples"]]]
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ truth steering with a random control -> sentiment steering examples, then
   on a group split of the train entities), ``best_layers``, ``held_out_accuracy`` (RaptorProbe
   per layer on held-out cities), ``transfer`` (rows: train, test, auroc, cosines) and
   ``transfer_r2`` (fits of transfer AUROC on Mahalanobis and plain cosine);
-* ``steering``: the chosen layer and alpha, calibration and test flip rates, the random
+* ``steering``: for the mass-mean truth direction, the chosen layer and alpha, calibration and test flip rates, the random
   control's, KL and perplexity on neutral text (see :mod:`steerlab.pipeline.truth_steering`),
   and ``sentiment`` examples with lexicon rates;
 * ``timings`` (seconds per stage) and ``versions`` (steerlab, torch, transformers).
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 DOMAINS = ("cities", "larger_than", "people", "objects")
+SENTIMENT_ALPHA = 2.0  # x the CAA mean difference
 
 
 def prepare_output(out: str | os.PathLike, overwrite: bool) -> Path:
@@ -51,9 +52,9 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
     import steerlab
     from steerlab.datasets import load, split_by_group
     from steerlab.pipeline.truth_steering import calibrate_truth_steering
-    from steerlab.probes import RaptorProbe, sweep, transfer_matrix
+    from steerlab.probes import DiffMeans, RaptorProbe, sweep, transfer_matrix
     from steerlab.report import Section, write_report
-    from steerlab.steering import SteeringVector, logprob_difference, plot_generations, steer, word_rate
+    from steerlab.steering import SteeringVector, logprob_difference, steer, word_rate
     from steerlab.world import templates
 
     out = prepare_output(out, overwrite)
@@ -86,7 +87,10 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
     neutral = load("demo/topic", split="test").texts[:64]
     calibration = split_by_group(cities_test, "train", test_share=0.5, seed=0)
     test_half = split_by_group(cities_test, "test", test_share=0.5, seed=0)
-    truth = calibrate_truth_steering(adapter, probe, calibration, test_half, neutral, progress=progress)
+    # Steer with the mass-mean direction: the most causal of the truth directions ("The Geometry of
+    # Truth"); RaptorProbe stays the detector. benchmarks/steering_demo.py measures both.
+    mass_mean = DiffMeans().fit(acts["cities"][0], cities_train.labels)
+    truth = calibrate_truth_steering(adapter, mass_mean, calibration, test_half, neutral, progress=progress)
     examples = []
     if truth.vector is not None:
         # The verdict is read as log P(true word) - log P(false word) after the statement.
@@ -104,13 +108,17 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
     caa = SteeringVector.from_contrast_pairs(adapter, positive, negative, layer=adapter.n_layers // 2)
     prompts = [f"my friend said the {thing} was" for thing in templates.REVIEW_THINGS[:8]]
     plain = adapter.generate(prompts, max_new_tokens=3)
-    with steer(adapter, caa, alpha=-1.0):
-        negative_gen = adapter.generate(prompts, max_new_tokens=3)
-    sentiment = {"layer": caa.layers[0], "method": "CAA", "pairs": len(positive), "alpha": -1.0,
+    steered = {}
+    for sign in (1.0, -1.0):
+        with steer(adapter, caa, alpha=sign * SENTIMENT_ALPHA):
+            steered[sign] = adapter.generate(prompts, max_new_tokens=3)
+    sentiment = {"layer": caa.layers[0], "method": "CAA", "pairs": len(positive), "alpha": SENTIMENT_ALPHA,
+                 "positive_rate_unsteered": word_rate(plain, templates.POSITIVE_ADJECTIVES),
+                 "positive_rate_plus": word_rate(steered[1.0], templates.POSITIVE_ADJECTIVES),
                  "negative_rate_unsteered": word_rate(plain, templates.NEGATIVE_ADJECTIVES),
-                 "negative_rate_steered": word_rate(negative_gen, templates.NEGATIVE_ADJECTIVES),
-                 "examples": [{"prompt": p, "unsteered": a, "steered": b}
-                              for p, a, b in zip(prompts, plain, negative_gen)]}
+                 "negative_rate_minus": word_rate(steered[-1.0], templates.NEGATIVE_ADJECTIVES),
+                 "examples": [{"prompt": p, "unsteered": a, "plus": b, "minus": c}
+                              for p, a, b, c in zip(prompts, plain, steered[1.0], steered[-1.0])]}
     lap("steering")
 
     artifacts = out / "artifacts"
@@ -131,8 +139,7 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
                      "transformers": transformers.__version__},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_jsonable))
-    _write_demo_report(out / "report.html", metrics, table, transfer, truth, Section, write_report,
-                       plot_generations)
+    _write_demo_report(out / "report.html", metrics, table, transfer, truth, Section, write_report)
     lap("report")
     metrics["timings"] = timings
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_jsonable))
@@ -140,7 +147,7 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
 
 
 def _write_demo_report(path: Path, metrics: dict, table: Any, transfer: Any, truth: Any, Section: Any,
-                       write_report: Any, plot_generations: Any) -> None:
+                       write_report: Any) -> None:
     probes, steering = metrics["probes"], metrics["steering"]
     r2 = probes["transfer_r2"]
     truth_results = steering["truth"]
@@ -164,7 +171,7 @@ def _write_demo_report(path: Path, metrics: dict, table: Any, transfer: Any, tru
     else:
         sections.append(Section(
             "Steering with the truth direction",
-            [f"The RaptorProbe direction at layer {truth_results['layer']}, alpha = "
+            [f"The mass-mean (difference-of-means) direction at layer {truth_results['layer']}, alpha = "
              f"{truth_results['alpha_norm_units']} x the layer's median token norm (chosen on half of the held-out "
              f"cities), flips {truth_results['test_flip_false_to_true']:.0%} of the other half's false statements "
              f"the model rejects to \"true\" and {truth_results['test_flip_true_to_false']:.0%} of true ones to "
@@ -175,12 +182,12 @@ def _write_demo_report(path: Path, metrics: dict, table: Any, transfer: Any, tru
     sentiment = steering["sentiment"]
     sections.append(Section(
         "Steering sentiment",
-        [f"A CAA vector from {sentiment['pairs']} review pairs at layer {sentiment['layer']}, subtracted: negative "
-         f"adjectives go from {sentiment['negative_rate_unsteered']:.0%} to {sentiment['negative_rate_steered']:.0%} "
-         "of the generated words (each completion is 'adjective .')."],
-        figures=[plot_generations([e["prompt"] for e in sentiment["examples"]],
-                                  [e["unsteered"] for e in sentiment["examples"]],
-                                  [e["steered"] for e in sentiment["examples"]])]))
+        [f"A CAA vector from {sentiment['pairs']} review pairs at layer {sentiment['layer']}, alpha = "
+         f"+-{sentiment['alpha']}: positive adjectives go from {sentiment['positive_rate_unsteered']:.0%} to "
+         f"{sentiment['positive_rate_plus']:.0%} of the generated words, negative ones from "
+         f"{sentiment['negative_rate_unsteered']:.0%} to {sentiment['negative_rate_minus']:.0%} "
+         "(each completion is 'adjective .', so 50% means every completion)."],
+        tables=[sentiment["examples"]]))
     sections.append(Section("Run", [f"Timings (s): {metrics['timings']}. Versions: {metrics['versions']}."]))
     write_report(path, "steerlab demo: probing and steering truth in the demo model", sections,
                  intro="The embedded demo model was trained on a synthetic world whose facts are known, so every "
