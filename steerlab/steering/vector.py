@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from steerlab.artifacts import load_artifact, save_artifact
-from steerlab.sites import SitePoint, validate_site
+from steerlab.sites import SitePoint, resolve_layer, validate_site
 
 KIND = "steering_vector"
 
@@ -76,8 +76,6 @@ class SteeringVector:
         return self.direction / self.direction.norm().clamp_min(1e-12)
 
     def points(self, n_layers: int) -> list[SitePoint]:
-        from steerlab.sites import resolve_layer
-
         return [SitePoint(self.site, resolve_layer(layer, n_layers)) for layer in self.layers]
 
     def __repr__(self) -> str:
@@ -176,7 +174,7 @@ class SteeringVector:
         negative = capture(model, negatives, layers=[layer], site=site, position=position, batch_size=batch_size,
                            progress=False).values[:, 0]
         typical = float(torch.cat([positive, negative]).norm(dim=-1).mean())
-        return cls((positive - negative).mean(dim=0), layers=positive_layer(model, layer), site=site,
+        return cls((positive - negative).mean(dim=0), layers=resolve_layer(layer, model.n_layers), site=site,
                    model_name=model.name, typical_norm=typical,
                    provenance={"method": "ActAdd" if len(positives) == 1 else "CAA", "n_pairs": len(positives),
                                "position": position})
@@ -220,13 +218,6 @@ class SteeringVector:
         return cls(tensors["direction"], layers=metadata["layers"], site=metadata["site"], model_name=metadata["model"],
                    probe_weight_norm=metadata["probe_weight_norm"], probe_intercept=metadata["probe_intercept"],
                    typical_norm=metadata["typical_norm"], provenance=metadata["provenance"])
-
-
-def positive_layer(model: Any, layer: int) -> int:
-    """Negative layers resolved against the model, so a saved vector names a real layer."""
-    from steerlab.sites import resolve_layer
-
-    return resolve_layer(layer, model.n_layers)
 
 
 def _scalar_at(values: Any, layers: list[int], layer: int | None) -> float | None:
