@@ -1,7 +1,11 @@
 """The ``steerlab`` command line. Heavy imports happen inside the commands, so ``--help`` is instant.
 
+    steerlab demo                                   # the whole pipeline on the embedded demo model
+    steerlab run run.toml                           # the same on your model and data (steerlab run --example)
     steerlab capture demo "q : where is Varo ? a :" --layers -1 --out acts/
-    steerlab capture ./my-model --file texts.txt --site resid_post --position mean --out acts/
+    steerlab probe demo --dataset demo/cities --out probes/
+    steerlab steer demo probes/artifacts/probe_diff_means --layer 1 --alpha 1 "varo is in"
+    steerlab report probes/ --overwrite
 """
 
 from __future__ import annotations
@@ -9,7 +13,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+EPILOG = """\
+a first session:
+  steerlab demo --out demo-run          # ~1 min; open demo-run/report.html
+  steerlab run --example > run.toml     # edit the model and data, then
+  steerlab run run.toml
+
+each stage on its own:
+  capture   activations to a folder (safetensors shards + JSON)
+  probe     probes at every layer of a model on a labelled dataset
+  steer     generate with and without a steering vector or probe direction
+  report    rebuild report.html from a run folder's saved sections
+
+`steerlab COMMAND --help` explains each one."""
 
 
 def _layers(text: str) -> list[int] | None:
@@ -28,75 +46,260 @@ def _position(text: str) -> str | int:
         return text
 
 
+def _command(commands: Any, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=help, description=description, epilog=f"example:\n  {example}",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="'demo' (the embedded model), a save_pretrained directory or a hub id")
+    parser.add_argument("--backend", default="auto", choices=["auto", "hf", "transformer_lens", "nnsight"])
+
+
+def _output_arguments(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument("--out", type=Path, default=None if default is None else Path(default), required=default is None,
+                        help="output directory" + (f" (default: {default})" if default else ""))
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="steerlab", description="Interpretability and steering of language models.")
+    parser = argparse.ArgumentParser(prog="steerlab", description="Interpretability and steering of language models: "
+                                     "capture activations, probe concepts, steer generation, compare SAE features.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser(
-        "demo", help="the whole probe-then-steer pipeline on the embedded demo model, with a report",
-        description="Capture, probe sweep, transfer, calibrated steering with a random control, sentiment "
-                    "steering; writes metrics.json, artifacts/ and report.html.")
-    demo.add_argument("--out", type=Path, default=Path("steerlab-demo"), help="output directory (default: steerlab-demo)")
-    demo.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
+    demo = _command(commands, "demo", "the whole pipeline on the embedded demo model, with a report",
+                    "Capture, probe sweep, transfer across truth domains, calibrated steering with a random control, "
+                    "sentiment steering, then the later stages; writes metrics.json, artifacts/ and report.html.",
+                    "steerlab demo --out demo-run")
+    _output_arguments(demo, default="steerlab-demo")
 
-    capture = commands.add_parser(
-        "capture", help="capture activations to a directory (safetensors + JSON)",
-        description="Capture one site's activations at chosen layers and token positions, streamed to disk.")
-    capture.add_argument("model", help="'demo', a local save_pretrained directory or a hub id")
+    run = _command(commands, "run", "the pipeline on any model and dataset, from a TOML / YAML config",
+                   "Capture -> probes at every layer -> steering with the chosen probe's direction -> report. "
+                   "`steerlab run --example` prints a commented config to start from; unknown keys are errors.",
+                   "steerlab run --example > run.toml && steerlab run run.toml --out my-run")
+    run.add_argument("config", nargs="?", type=Path, help="a .toml, .yaml or .yml file")
+    run.add_argument("--example", action="store_true", help="print an example config and exit")
+    run.add_argument("--out", type=Path, help="output directory (default: the config's [output] dir)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
+
+    capture = _command(commands, "capture", "capture activations to a directory (safetensors + JSON)",
+                       "Capture one site's activations at chosen layers and token positions, streamed to disk; "
+                       "running it again on the same --out resumes an unfinished capture.",
+                       "steerlab capture demo --file texts.txt --layers 0,-1 --position mean --out acts/")
+    _model_arguments(capture)
     capture.add_argument("texts", nargs="*", help="texts to run (or use --file)")
     capture.add_argument("--file", type=Path, help="a text file with one input per line")
     capture.add_argument("--out", type=Path, required=True, help="output directory (must be new, or a capture to resume)")
-    capture.add_argument("--backend", default="auto", choices=["auto", "hf", "transformer_lens", "nnsight"])
     capture.add_argument("--site", default="resid_post", help="resid_pre, resid_mid, resid_post, attn_out, mlp_out")
     capture.add_argument("--layers", type=_layers, default=None, help="'all' (default) or e.g. '0,2,-1'")
     capture.add_argument("--position", type=_position, default="last", help="last, mean, all, or a token index")
     capture.add_argument("--batch-size", type=int, default=32)
+
+    probe = _command(commands, "probe", "probes at every layer on a labelled dataset (no steering)",
+                     "Capture the dataset's texts, sweep probe methods over layers, fit each on the training rows, "
+                     "score the held-out rows; writes probes as artifacts, metrics.json and report.html.",
+                     "steerlab probe demo --dataset demo/cities --methods raptor,diff_means --out probes/")
+    _model_arguments(probe)
+    data = probe.add_mutually_exclusive_group(required=True)
+    data.add_argument("--dataset", help="a built-in dataset, e.g. demo/cities, demo/sentiment")
+    data.add_argument("--file", help="your CSV / JSONL with a text and a 0/1 label column")
+    probe.add_argument("--text-column", default="text")
+    probe.add_argument("--label-column", default="label")
+    probe.add_argument("--group-column", default=None, help="keep rows of one entity on one side of the split")
+    probe.add_argument("--concept", default=None, help="what the labels mean, for the report (default: file name)")
+    probe.add_argument("--site", default="resid_post")
+    probe.add_argument("--layers", type=_layers, default=None, help="'all' (default) or e.g. '0,2,-1'")
+    probe.add_argument("--position", type=_position, default="last", help="last, mean or a token index")
+    probe.add_argument("--methods", default="raptor,diff_means,lda,logistic", help="comma-separated probe methods")
+    _output_arguments(probe)
+
+    steer = _command(commands, "steer", "generate with and without a steering vector or probe direction",
+                     "Load a saved steering vector or probe (NAME.safetensors + NAME.json), add it while generating, "
+                     "and print each prompt's unsteered and steered continuations side by side.",
+                     "steerlab steer demo steerlab-demo/artifacts/sentiment_vector --alpha 2 \"the food was\"")
+    _model_arguments(steer)
+    steer.add_argument("vector", type=Path, help="a saved SteeringVector or probe artifact (path without suffix)")
+    steer.add_argument("prompts", nargs="*", help="prompts (or use --file)")
+    steer.add_argument("--file", type=Path, help="a text file with one prompt per line")
+    steer.add_argument("--layer", type=int, default=None, help="which layer of a per-layer probe to steer at")
+    steer.add_argument("--alpha", type=float, default=1.0, help="coefficient (x the vector's norm; see --norm-units)")
+    steer.add_argument("--norm-units", action="store_true", help="alpha in units of the layer's median token norm")
+    steer.add_argument("--mode", default="add", choices=["add", "ablate", "set", "clamp"])
+    steer.add_argument("--target", type=float, default=None, help="the projection (set) or probe probability (clamp)")
+    steer.add_argument("--positions", default="all", type=_position,
+                       help="all, prompt, generated, last, or a token index to start at")
+    steer.add_argument("--max-new-tokens", type=int, default=12)
+
+    report = _command(commands, "report", "rebuild report.html from a run folder",
+                      "Assemble report.html from the sections each stage saved under DIR/sections/ "
+                      "(plotly embedded once, opens offline).",
+                      "steerlab report steerlab-demo --overwrite")
+    report.add_argument("dir", type=Path, help="a folder written by demo, run or probe")
+    report.add_argument("--title", default=None, help="page title (default: the folder's name)")
+    report.add_argument("--overwrite", action="store_true", help="replace an existing report.html")
     return parser
 
 
 def _run_capture(args: argparse.Namespace) -> int:
     import steerlab
+    from steerlab.report.terminal import text_table
 
-    texts = list(args.texts)
-    if args.file is not None:
-        texts += [line for line in args.file.read_text().splitlines() if line.strip()]
+    texts = list(args.texts) + _file_lines(args.file)
     if not texts:
-        print("steerlab capture: no texts given; pass them as arguments or with --file.", file=sys.stderr)
-        return 2
+        raise ValueError("no texts given; pass them as arguments or with --file.")
     model = steerlab.load_model(args.model, backend=args.backend)
     acts = steerlab.capture(model, texts, layers=args.layers, site=args.site, position=args.position,
                             batch_size=args.batch_size, out=args.out)
     values = acts.values
     print(acts)
-    print(f"{'layer':>5}  {'mean |h|':>9}")
-    for slot, layer in enumerate(acts.layers):
-        print(f"{layer:>5}  {values[:, slot].norm(dim=-1).mean().item():>9.3f}")
+    print(text_table([{"layer": layer, "mean |h|": values[:, slot].norm(dim=-1).mean().item()}
+                      for slot, layer in enumerate(acts.layers)]))
+    return 0
+
+
+def _file_lines(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+def _held_out_table(probes: dict[str, Any]) -> str:
+    """Layers down, methods across: held-out accuracy (AUROC)."""
+    from steerlab.report.terminal import text_table
+
+    rows: dict[int, dict[str, Any]] = {}
+    for r in probes["held_out"]:
+        rows.setdefault(r["layer"], {"layer": r["layer"]})[r["method"]] = f"{r['accuracy']:.3f} ({r['auroc']:.3f})"
+    return text_table(list(rows.values()))
+
+
+def _steering_line(steering: dict[str, Any]) -> str:
+    if "skipped" in steering:
+        return f"  steering: skipped ({steering['skipped']})"
+    if steering.get("layer") is None:
+        return "  steering: no (layer, alpha) met the calibration criteria (see report.html)"
+    return (f"  steering: {steering.get('direction', 'mass-mean')} at layer {steering['layer']}, alpha "
+            f"{steering['alpha_norm_units']} x median norm: flips {steering['test_flip_false_to_true']:.0%} / "
+            f"{steering['test_flip_true_to_false']:.0%} (random control {steering['test_control_flip_false_to_true']:.0%}"
+            f" / {steering['test_control_flip_true_to_false']:.0%}), KL {steering['kl_neutral']:.3f}")
+
+
+def _run_pipeline_config(args: argparse.Namespace) -> int:
+    from steerlab.pipeline.config import EXAMPLE_CONFIG, load_config
+
+    if args.example:
+        print(EXAMPLE_CONFIG, end="")
+        return 0
+    if args.config is None:
+        raise ValueError("give a config file (steerlab run --example > run.toml writes one to start from).")
+    from steerlab.pipeline.run import run_pipeline
+
+    config = load_config(args.config)
+    out = args.out or Path(config.resolve(config.output.dir))
+    metrics = run_pipeline(config, out, overwrite=args.overwrite)
+    _print_run_summary(out, metrics)
+    return 0
+
+
+def _print_run_summary(out: Path, metrics: dict[str, Any]) -> None:
+    print(f"\nsteerlab -> {out}/report.html, {out}/metrics.json, {out}/artifacts/")
+    print(f"  {metrics['data']['name']}: {metrics['data']['n_train']} train / {metrics['data']['n_test']} test texts; "
+          "held-out accuracy (AUROC) by layer:")
+    print(_held_out_table(metrics["probes"]))
+    print(_steering_line(metrics["steering"]))
+    print(f"  timings (s): {metrics['timings']}")
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from steerlab.pipeline.config import parse_config
+    from steerlab.pipeline.run import run_pipeline
+
+    data = ({"dataset": args.dataset} if args.dataset else
+            {"file": str(Path(args.file).resolve()), "text_column": args.text_column,
+             "label_column": args.label_column, "group_column": args.group_column, "concept": args.concept})
+    config = parse_config({"model": {"name": args.model, "backend": args.backend}, "data": data,
+                           "capture": {"site": args.site, "layers": args.layers or "all", "position": args.position},
+                           "probes": {"methods": [m.strip() for m in args.methods.split(",") if m.strip()]},
+                           "steering": {"direction": "none"}}, source="steerlab probe")
+    metrics = run_pipeline(config, args.out, overwrite=args.overwrite, steer=False)
+    _print_run_summary(args.out, metrics)
+    return 0
+
+
+def _run_steer(args: argparse.Namespace) -> int:
+    import steerlab
+    from steerlab.artifacts import load_artifact
+    from steerlab.report.terminal import text_table
+    from steerlab.steering import SteeringVector
+
+    prompts = list(args.prompts) + _file_lines(args.file)
+    if not prompts:
+        raise ValueError("no prompts given; pass them as arguments or with --file.")
+    model = steerlab.load_model(args.model, backend=args.backend)
+    _, metadata = load_artifact(args.vector)
+    if metadata.get("kind") == "steering_vector":
+        vector = SteeringVector.load(args.vector)
+    else:  # a probe artifact: its direction at one layer
+        from steerlab.probes import load_probe
+
+        vector = SteeringVector.from_probe(load_probe(args.vector), layer=args.layer)
+    if args.norm_units and vector.typical_norm is None:
+        vector = vector.with_typical_norm(model, prompts)
+    before = model.generate(prompts, max_new_tokens=args.max_new_tokens)
+    with steerlab.steer(model, vector, alpha=args.alpha, mode=args.mode, target=args.target,
+                        positions=args.positions, norm_units=args.norm_units):
+        after = model.generate(prompts, max_new_tokens=args.max_new_tokens)
+    print(f"{vector!r}, alpha={args.alpha}, mode={args.mode}")
+    print(text_table([{"prompt": p, "unsteered": b, "steered": a} for p, b, a in zip(prompts, before, after)]))
+    return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from steerlab.report import write_report
+    from steerlab.report.sections_file import load_sections
+
+    path = args.dir / "report.html"
+    if path.exists() and not args.overwrite:
+        raise FileExistsError(f"{path} exists: pass --overwrite to rebuild it.")
+    write_report(path, args.title or f"steerlab: {args.dir.name}", load_sections(args.dir))
+    print(f"steerlab report -> {path}")
     return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from steerlab.pipeline.demo import run_demo
+    from steerlab.report.terminal import text_table
 
     metrics = run_demo(args.out, overwrite=args.overwrite)
-    truth = metrics["steering"]["truth"]
+    probes = metrics["probes"]
     print(f"\nsteerlab demo -> {args.out}/report.html, {args.out}/metrics.json, {args.out}/artifacts/")
-    print(f"  held-out cities, RaptorProbe accuracy by layer: "
-          f"{', '.join(f'{a:.2f}' for a in metrics['probes']['held_out_accuracy'])}")
-    print(f"  transfer AUROC ~ Mahalanobis cosine: R^2 = {metrics['probes']['transfer_r2']['mahalanobis']['r2']:.2f}")
-    if truth.get("layer") is not None:
-        print(f"  truth steering at layer {truth['layer']}, alpha {truth['alpha_norm_units']}: false->true "
-              f"{truth['test_flip_false_to_true']:.0%} (random {truth['test_control_flip_false_to_true']:.0%}), "
-              f"true->false {truth['test_flip_true_to_false']:.0%}, KL {truth['kl_neutral']:.3f}")
+    print("  held-out cities, RaptorProbe by layer:")
+    print(text_table([{"layer": layer, "accuracy": accuracy} for layer, accuracy in enumerate(probes["held_out_accuracy"])]))
+    print(f"  transfer AUROC ~ Mahalanobis cosine: R^2 = {probes['transfer_r2']['mahalanobis']['r2']:.2f}")
+    print(_steering_line(metrics["steering"]["truth"]))
     print(f"  timings (s): {metrics['timings']}")
     return 0
 
 
+COMMANDS = {"capture": _run_capture, "demo": _run_demo, "run": _run_pipeline_config, "probe": _run_probe,
+            "steer": _run_steer, "report": _run_report}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # texts / prompts may also come after options (`steer demo v --alpha 2 "the food was"`)
+    free = {"capture": "texts", "steer": "prompts"}.get(args.command)
+    if extra and (free is None or any(item.startswith("-") for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        setattr(args, free, getattr(args, free) + extra)
     try:
-        return {"capture": _run_capture, "demo": _run_demo}[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, OSError) as error:
-        print(f"steerlab {args.command}: {error}", file=sys.stderr)
+        return COMMANDS[args.command](args)
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, OSError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"steerlab {args.command}: {message}", file=sys.stderr)
         return 2
 
 

@@ -19,53 +19,37 @@ truth steering with a random control -> sentiment steering examples, then
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from steerlab.pipeline.output import StageClock, prepare_output, versions, write_json
+from steerlab.report.html import Section
+
 DOMAINS = ("cities", "larger_than", "people", "objects")
+TITLE = "steerlab demo: probing and steering truth in the demo model"
+INTRO = ("The embedded demo model was trained on a synthetic world whose facts are known, so every claim below is "
+         "checked against ground truth.")
 SENTIMENT_ALPHA = 2.0  # x the CAA mean difference
-
-
-def prepare_output(out: str | os.PathLike, overwrite: bool) -> Path:
-    """A new or empty directory; an existing non-empty one only with ``overwrite`` (then emptied)."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty: choose another --out, or pass --overwrite.")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "demo", progress: bool = True
              ) -> dict[str, Any]:
     """Run the pipeline; returns the metrics written to ``out/metrics.json``."""
-    import torch
-    import transformers
-
     import steerlab
     from steerlab.datasets import load, split_by_group
     from steerlab.pipeline.truth_steering import calibrate_truth_steering
     from steerlab.probes import DiffMeans, RaptorProbe, sweep, transfer_matrix
-    from steerlab.report import Section, write_report
+    from steerlab.report import write_report
+    from steerlab.report.sections_file import save_sections
     from steerlab.steering import SteeringVector, logprob_difference, steer, word_rate
     from steerlab.world import templates
 
     out = prepare_output(out, overwrite)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        timings[stage] = round(time.perf_counter() - clock, 2)
-        clock = time.perf_counter()
-
+    clock = StageClock()
+    lap, timings = clock.lap, clock.timings
     adapter = steerlab.load_model(model)
     splits = {name: (load(f"demo/{name}", split="train"), load(f"demo/{name}", split="test")) for name in DOMAINS}
     acts = {name: (steerlab.capture(adapter, train.texts, position="last", progress=progress),
@@ -135,23 +119,24 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
         "steering": {"truth": truth.results, "truth_sweep": truth.sweep.to_records(), "truth_examples": examples,
                      "sentiment": sentiment},
         "timings": timings,
-        "versions": {"steerlab": steerlab.__version__, "torch": torch.__version__,
-                     "transformers": transformers.__version__},
+        "versions": versions(),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_jsonable))
-    _write_demo_report(out / "report.html", metrics, table, transfer, truth, Section, write_report)
+    stages = {"probes": _probe_sections(metrics["probes"], table, transfer),
+              "steering": _steering_sections(metrics["steering"], truth)}
+    for stage, sections in stages.items():
+        save_sections(out, stage, sections)
     lap("report")
-    metrics["timings"] = timings
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_jsonable))
+    run_section = [Section("Run", [f"Timings (s): {timings}. Versions: {metrics['versions']}."])]
+    save_sections(out, "run", run_section)
+    write_report(out / "report.html", TITLE, [s for sections in stages.values() for s in sections] + run_section,
+                 intro=INTRO)
+    write_json(out / "metrics.json", metrics)
     return metrics
 
 
-def _write_demo_report(path: Path, metrics: dict, table: Any, transfer: Any, truth: Any, Section: Any,
-                       write_report: Any) -> None:
-    probes, steering = metrics["probes"], metrics["steering"]
+def _probe_sections(probes: dict[str, Any], table: Any, transfer: Any) -> list[Section]:
     r2 = probes["transfer_r2"]
-    truth_results = steering["truth"]
-    sections = [
+    return [
         Section("Where truth lives",
                 ["Probes on the last token of each city statement, at every layer. On the training cities (a group "
                  "split of them) every method separates true from false at every layer: the model saw those "
@@ -166,6 +151,11 @@ def _write_demo_report(path: Path, metrics: dict, table: Any, transfer: Any, tru
                  "as the truthfulness-spectrum paper reports."],
                 figures=[transfer.figure()]),
     ]
+
+
+def _steering_sections(steering: dict[str, Any], truth: Any) -> list[Section]:
+    truth_results = steering["truth"]
+    sections = []
     if truth_results.get("chosen", True) is None:
         sections.append(Section("Steering", ["No (layer, alpha) met the calibration criteria."]))
     else:
@@ -188,10 +178,7 @@ def _write_demo_report(path: Path, metrics: dict, table: Any, transfer: Any, tru
          f"{sentiment['negative_rate_unsteered']:.0%} to {sentiment['negative_rate_minus']:.0%} "
          "(each completion is 'adjective .', so 50% means every completion)."],
         tables=[sentiment["examples"]]))
-    sections.append(Section("Run", [f"Timings (s): {metrics['timings']}. Versions: {metrics['versions']}."]))
-    write_report(path, "steerlab demo: probing and steering truth in the demo model", sections,
-                 intro="The embedded demo model was trained on a synthetic world whose facts are known, so every "
-                       "claim below is checked against ground truth.")
+    return sections
 
 
 def _held_out_figure(accuracy: list[float]) -> Any:
@@ -201,11 +188,3 @@ def _held_out_figure(accuracy: list[float]) -> Any:
     figure.add_hline(y=0.5, line=dict(dash="dot", color="gray"), annotation_text="chance")
     return figure.update_layout(title="Held-out cities: RaptorProbe accuracy by layer", xaxis_title="layer",
                                 yaxis_title="accuracy", yaxis_range=[0.4, 1.02], template="plotly_white", height=360)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)

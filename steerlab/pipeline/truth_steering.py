@@ -33,7 +33,7 @@ class TruthSteering:
 def norm_scaled_vectors(model: ModelAdapter, probe: Any, neutral_texts: Sequence[str]) -> dict[int, SteeringVector]:
     """``{layer: vector}``: the probe's unit direction at each layer, scaled to that layer's median norm."""
     vectors = {}
-    for layer in range(model.n_layers):
+    for layer in getattr(probe, "layers_", None) or range(model.n_layers):
         vector = SteeringVector.from_probe(probe, layer=layer).with_typical_norm(model, neutral_texts)
         vectors[layer] = replace(vector, direction=vector.unit * vector.typical_norm)
     return vectors

@@ -1,0 +1,272 @@
+"""The ``steerlab run`` configuration: a TOML or YAML file, validated with messages that say what to fix.
+
+Every section but ``[data]`` is optional; unknown sections and keys are errors (with a
+"did you mean" suggestion), so a typo never silently falls back to a default.
+
+The example below is ``EXAMPLE_CONFIG`` (``steerlab run --example`` prints it):
+
+    >>> from steerlab.pipeline.config import parse_config
+    >>> config = parse_config({"data": {"dataset": "demo/cities"}})
+    >>> config.capture.site, config.steering.direction
+    ('resid_post', 'diff_means')
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+EXAMPLE_CONFIG = """\
+[model]
+name = "demo"                 # "demo", a save_pretrained directory or a hub id
+backend = "auto"              # auto | hf | transformer_lens | nnsight
+
+[data]
+dataset = "demo/cities"       # a built-in dataset, or:
+# file = "statements.csv"     # your CSV / JSONL (columns: text_column, label_column[, group_column])
+# concept = "truth"           # files only: what the labels mean (default: the file's name)
+# test_share = 0.3            # files only: the held-out share, split by group
+
+[capture]
+site = "resid_post"
+layers = "all"                # or a list such as [0, 2, -1]
+position = "last"             # last | mean | a token index
+
+[probes]
+methods = ["raptor", "diff_means", "lda", "logistic"]
+
+[steering]
+direction = "diff_means"      # the probe whose direction steers; "none" skips steering
+alphas = [0.25, 0.5, 1.0, 2.0]  # x the layer's median token norm
+neutral = "demo/topic"        # texts for KL / perplexity: a built-in dataset or a text file
+# verdict_suffix = " this is"   # for datasets without verdict prompts: text + suffix, then
+# verdict_words = ["true", "false"]  # the verdict is log P(first) - log P(second)
+
+[output]
+dir = "steerlab-run"          # never overwritten unless you pass --overwrite
+"""
+
+
+class ConfigError(ValueError):
+    """A config file that cannot run; the message names the key and the fix."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "demo"
+    backend: str = "auto"
+    device: str | None = None
+
+
+@dataclass
+class DataConfig:
+    dataset: str | None = None
+    file: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    group_column: str | None = None
+    concept: str | None = None
+    test_share: float = 0.3
+
+
+@dataclass
+class CaptureConfig:
+    site: str = "resid_post"
+    layers: Any = "all"
+    position: Any = "last"
+    batch_size: int = 32
+
+
+@dataclass
+class ProbesConfig:
+    methods: list[str] = field(default_factory=lambda: ["raptor", "diff_means", "lda", "logistic"])
+    stability_runs: int = 3
+
+
+@dataclass
+class SteeringConfig:
+    direction: str = "diff_means"
+    alphas: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
+    neutral: str | None = "demo/topic"
+    neutral_count: int = 64
+    target: float = 0.9
+    kl_budget: float = 1.0
+    control_max: float = 0.2
+    verdict_suffix: str | None = None
+    verdict_words: list[str] | None = None
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "steerlab-run"
+
+
+@dataclass
+class RunConfig:
+    """The whole run; ``source`` is the file it came from (for messages and relative paths)."""
+
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
+    steering: SteeringConfig = field(default_factory=SteeringConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    source: str = "<config>"
+
+    def resolve(self, path: str | None) -> str | None:
+        """A path from the config, relative to the config file's folder."""
+        if path is None or Path(path).is_absolute() or self.source == "<config>":
+            return path
+        return str(Path(self.source).parent / path)
+
+
+BACKENDS = ("auto", "hf", "transformer_lens", "nnsight")
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "capture": CaptureConfig, "probes": ProbesConfig,
+            "steering": SteeringConfig, "output": OutputConfig}
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read and validate a ``.toml``, ``.yaml`` or ``.yml`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file. `steerlab run --help` shows an example.")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    elif path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    else:
+        raise ConfigError(f"{path}: use a .toml, .yaml or .yml file (got {path.suffix or 'no suffix'!r}).")
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
+    """Validate a mapping (as read from TOML / YAML) into a :class:`RunConfig`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected sections like [model] and [data], got {type(raw).__name__}.")
+    for name in raw:
+        if name not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{name}]{_suggest(name, SECTIONS)}. "
+                              f"Sections: {', '.join(f'[{s}]' for s in SECTIONS)}.")
+    if "data" not in raw:
+        raise ConfigError(f"{source}: missing [data]: add `[data]` with `dataset = \"demo/cities\"` "
+                          "or `file = \"my.csv\"`.")
+    sections = {name: _section(name, cls, raw.get(name, {}), source) for name, cls in SECTIONS.items()}
+    config = RunConfig(**sections, source=source)
+    _check_values(config)
+    return config
+
+
+def _section(name: str, cls: type, values: Any, source: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: [{name}] must be a table of keys, got {values!r}.")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{source}: [{name}] has no key {key!r}{_suggest(key, known)}. "
+                              f"Keys: {', '.join(sorted(known))}.")
+        _check_type(f"[{name}] {key}", value, hints[key], source)
+    return cls(**values)
+
+
+def _check_type(where: str, value: Any, hint: Any, source: str) -> None:
+    text = str(hint)
+    if value is None:
+        if "None" not in text and hint is not Any:
+            raise ConfigError(f"{source}: {where} cannot be empty.")
+        return
+    expected = {"int": (int,), "float": (int, float), "str": (str,)}
+    if hint is Any:
+        return
+    if text.startswith("list"):
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {where} must be a list, like [1, 2], got {value!r}.")
+        return
+    for name, types in expected.items():
+        if text.startswith(name) or text == f"<class '{name}'>":
+            if isinstance(value, bool) or not isinstance(value, types):
+                raise ConfigError(f"{source}: {where} must be a {name}, got {value!r}.")
+            return
+
+
+def _check_values(config: RunConfig) -> None:
+    from steerlab.datasets import available
+    from steerlab.probes.sweep import METHODS
+    from steerlab.sites import SITES
+
+    source, data = config.source, config.data
+    if config.model.backend not in BACKENDS:
+        raise ConfigError(f"{source}: [model] backend {config.model.backend!r} is unknown"
+                          f"{_suggest(config.model.backend, BACKENDS)}. Backends: {', '.join(BACKENDS)}.")
+    if (data.dataset is None) == (data.file is None):
+        raise ConfigError(f"{source}: [data] needs exactly one of `dataset` (built-in: "
+                          f"{', '.join(available())}) or `file` (a CSV / JSONL path).")
+    if data.dataset is not None and data.dataset not in available():
+        raise ConfigError(f"{source}: [data] dataset {data.dataset!r} is not built in{_suggest(data.dataset, available())}."
+                          " For your own data use `file = \"path.csv\"`.")
+    if data.file is not None:
+        path = Path(config.resolve(data.file))
+        if not path.is_file():
+            raise ConfigError(f"{source}: [data] file {data.file!r}: no such file (paths are relative to the config).")
+        if path.suffix not in (".csv", ".jsonl"):
+            raise ConfigError(f"{source}: [data] file must be .csv or .jsonl, got {path.name!r}.")
+    if not 0 < data.test_share < 1:
+        raise ConfigError(f"{source}: [data] test_share must be between 0 and 1, got {data.test_share}.")
+    capture = config.capture
+    if capture.site not in SITES:
+        raise ConfigError(f"{source}: [capture] site {capture.site!r} is unknown{_suggest(capture.site, SITES)}. "
+                          f"Sites: {', '.join(SITES)}.")
+    if not (capture.layers == "all" or (isinstance(capture.layers, list)
+                                        and all(isinstance(x, int) and not isinstance(x, bool) for x in capture.layers))):
+        raise ConfigError(f"{source}: [capture] layers must be \"all\" or a list of ints like [0, 2, -1], "
+                          f"got {capture.layers!r}.")
+    if not (capture.position in ("last", "mean") or (isinstance(capture.position, int)
+                                                      and not isinstance(capture.position, bool))):
+        raise ConfigError(f"{source}: [capture] position must be \"last\", \"mean\" or a token index, "
+                          f"got {capture.position!r}.")
+    if capture.batch_size < 1:
+        raise ConfigError(f"{source}: [capture] batch_size must be >= 1, got {capture.batch_size}.")
+    methods = config.probes.methods
+    if not methods:
+        raise ConfigError(f"{source}: [probes] methods is empty; name at least one of {', '.join(METHODS)}.")
+    for method in methods:
+        if method not in METHODS:
+            raise ConfigError(f"{source}: [probes] method {method!r} is unknown{_suggest(method, METHODS)}. "
+                              f"Methods: {', '.join(METHODS)}.")
+    steering = config.steering
+    if steering.direction != "none" and steering.direction not in methods:
+        raise ConfigError(f"{source}: [steering] direction {steering.direction!r} must be one of the probe methods "
+                          f"({', '.join(methods)}) or \"none\".")
+    if not steering.alphas or any(not isinstance(a, (int, float)) or a <= 0 for a in steering.alphas):
+        raise ConfigError(f"{source}: [steering] alphas must be positive numbers (x the median token norm), "
+                          f"got {steering.alphas!r}.")
+    if (steering.verdict_suffix is None) != (steering.verdict_words is None):
+        raise ConfigError(f"{source}: [steering] set verdict_suffix and verdict_words together, e.g. "
+                          "verdict_suffix = \" this is\" and verdict_words = [\"true\", \"false\"].")
+    if steering.verdict_words is not None and (len(steering.verdict_words) != 2
+                                               or not all(isinstance(w, str) for w in steering.verdict_words)):
+        raise ConfigError(f"{source}: [steering] verdict_words must be two words [positive, negative], "
+                          f"got {steering.verdict_words!r}.")
+    if steering.neutral is not None and steering.neutral not in available():
+        if not Path(config.resolve(steering.neutral)).is_file():
+            raise ConfigError(f"{source}: [steering] neutral {steering.neutral!r} is neither a built-in dataset nor a "
+                              "text file (one text per line).")
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,59 @@
+"""The output folder every pipeline command writes: never overwritten without ``overwrite``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+
+class StageClock:
+    """Seconds per stage, for ``metrics["timings"]``: call ``lap(name)`` at the end of each stage."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self._start, 2)
+        self._start = now
+
+
+def prepare_output(out: str | os.PathLike, overwrite: bool) -> Path:
+    """A new or empty directory; an existing non-empty one only with ``overwrite`` (then emptied)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} exists and is not empty: choose another --out, or pass --overwrite.")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_json(path: str | os.PathLike, value: Any) -> Path:
+    """JSON with numpy / torch scalars and arrays turned into plain numbers and lists."""
+    path = Path(path)
+    path.write_text(json.dumps(value, indent=1, default=_jsonable), encoding="utf-8")
+    return path
+
+
+def versions() -> dict[str, str]:
+    """The package versions a result depends on."""
+    import torch
+    import transformers
+
+    import steerlab
+
+    return {"steerlab": steerlab.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

@@ -1,0 +1,202 @@
+"""``steerlab run CONFIG``: capture -> probes -> steering -> report, on any model and labelled dataset.
+
+Each stage is a function of its own (``probe_stage``, ``steering_stage``), writing its part of
+``metrics.json`` and its report sections; ``steerlab probe`` runs the first stages only and
+``steerlab report DIR`` re-renders the page from the saved sections.
+
+``metrics.json`` schema (version 1):
+
+* ``config``: the validated config; ``model``: name, n_layers, d_model;
+  ``data``: dataset name, n_train, n_test;
+* ``probes``: ``sweep`` (rows: layer, method, accuracy, auroc, ece, stability, C, on a group
+  split of the training data), ``held_out`` (rows: method, layer, accuracy, auroc: every
+  method fit on all training rows, scored on the test rows), ``best_layer`` per method;
+* ``steering``: the direction, the chosen layer and alpha (x the layer's median token norm) on
+  half of the test rows, flip rates on the other half, the same-norm random control's, KL and
+  perplexity on neutral text, and the ``sweep`` rows; or ``{"skipped": reason}``;
+* ``timings`` (seconds per stage), ``versions``.
+
+Example:
+    >>> from steerlab.pipeline.config import parse_config
+    >>> from steerlab.pipeline.run import run_pipeline
+    >>> config = parse_config({"data": {"dataset": "demo/cities"}, "probes": {"methods": ["diff_means"]},
+    ...                        "steering": {"alphas": [1.0]}})
+    >>> metrics = run_pipeline(config, out="/tmp/steerlab-doctest-run", overwrite=True, progress=False)
+    >>> sorted(metrics["probes"]["best_layer"])
+    ['diff_means']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from steerlab.pipeline.config import ConfigError, RunConfig
+from steerlab.pipeline.output import StageClock, prepare_output, versions, write_json
+from steerlab.report.html import Section
+
+
+def load_run_data(config: RunConfig) -> tuple[Any, Any]:
+    """The (train, test) ConceptDatasets: the built-in splits, or a group split of the user's file."""
+    from steerlab.datasets import from_csv, from_jsonl, load, split_by_group
+
+    data = config.data
+    if data.dataset is not None:
+        train, test = load(data.dataset, split="train"), load(data.dataset, split="test")
+    else:
+        path = config.resolve(data.file)
+        reader = from_csv if path.endswith(".csv") else from_jsonl
+        full = reader(path, text_column=data.text_column, label_column=data.label_column,
+                      group_column=data.group_column, domain=data.concept)
+        train, test = (split_by_group(full, part, test_share=data.test_share, seed=0) for part in ("train", "test"))
+    if not hasattr(train, "labels"):
+        raise ConfigError(f"{config.source}: [data] {data.dataset!r} has no labels (a QA set?): pick a labelled "
+                          "concept dataset such as demo/cities or demo/sentiment.")
+    return train, _with_verdicts(test, config)
+
+
+def _with_verdicts(test: Any, config: RunConfig) -> Any:
+    """Attach verdict prompts from ``[steering] verdict_suffix / verdict_words`` when configured."""
+    steering = config.steering
+    if steering.verdict_suffix is not None:
+        prompts = [text + steering.verdict_suffix for text in test.texts]
+        return dataclasses.replace(test, verdict_prompts=prompts, verdict_words=tuple(steering.verdict_words))
+    if steering.direction != "none" and test.verdict_prompts is None:
+        raise ConfigError(f"{config.source}: [steering] {test.name!r} has no verdict prompts to measure steering on. "
+                          "Set verdict_suffix and verdict_words (e.g. \" this is\" and [\"true\", \"false\"]), "
+                          "or direction = \"none\" to skip steering.")
+    return test
+
+
+def probe_stage(acts_train: Any, acts_test: Any, train: Any, test: Any, config: RunConfig
+                ) -> tuple[dict[str, Any], list[Section], dict[str, Any]]:
+    """Sweep every method over layers, then fit each on all training rows and score held-out rows.
+
+    Returns ``(metrics, sections, {method: fitted probe})``.
+    """
+    from steerlab.probes import sweep
+    from steerlab.probes.figures import layer_metric_figure
+    from steerlab.probes.metrics import auroc
+    from steerlab.probes.sweep import make_probe
+
+    methods = config.probes.methods
+    table = sweep(acts_train, train.labels, methods=methods, groups=train.groups,
+                  stability_runs=config.probes.stability_runs)
+    probes, held_out = {}, []
+    test_values = acts_test.values.numpy()
+    for method in methods:
+        name, probe = make_probe(method)
+        probes[name] = probe.fit(acts_train, train.labels, groups=train.groups)
+        scores = probe.decision_function(test_values)  # [n_test, n_layers]
+        for slot, layer in enumerate(acts_train.layers):
+            held_out.append({"method": name, "layer": layer,
+                             "accuracy": float(np.mean((scores[:, slot] > 0) == (test.labels == 1))),
+                             "auroc": auroc(test.labels, scores[:, slot])})
+    best_layer = {m: max((r for r in held_out if r["method"] == m), key=lambda r: r["accuracy"])["layer"]
+                  for m in probes}
+    metrics = {"sweep": table.to_records(), "held_out": held_out, "best_layer": best_layer}
+    best = ", ".join(f"{m} layer {layer} ({_row(held_out, m, layer)['accuracy']:.2f})" for m, layer in best_layer.items())
+    section = Section(
+        f"Where the {train.domain} concept lives",
+        [f"Probes on {config.capture.position!r} activations at {config.capture.site}, every layer, trained on "
+         f"{len(train)} texts of {train.name} and tested on {len(test)} held-out ones. Best held-out accuracy: "
+         f"{best}. The sweep below is on a group split of the training texts and adds calibration and the "
+         "directional stability of each method (RAPTOR)."],
+        figures=[layer_metric_figure(held_out, "accuracy", "Held-out accuracy by layer"),
+                 layer_metric_figure(table, "stability", "Directional stability by layer (RAPTOR)")])
+    return metrics, [section], probes
+
+
+def _row(rows: list[dict[str, Any]], method: str, layer: int) -> dict[str, Any]:
+    return next(r for r in rows if r["method"] == method and r["layer"] == layer)
+
+
+def steering_stage(adapter: Any, probe: Any, test: Any, config: RunConfig, progress: bool = True
+                   ) -> tuple[dict[str, Any], list[Section], Any]:
+    """Calibrate (layer, alpha) on half the test rows, report flips and controls on the other half."""
+    from steerlab.datasets import split_by_group
+    from steerlab.pipeline.truth_steering import calibrate_truth_steering
+
+    steering = config.steering
+    calibration = split_by_group(test, "train", test_share=0.5, seed=0)
+    evaluation = split_by_group(test, "test", test_share=0.5, seed=0)
+    neutral = _neutral_texts(config, test)
+    result = calibrate_truth_steering(adapter, probe, calibration, evaluation, neutral, alphas=steering.alphas,
+                                      target=steering.target, kl_budget=steering.kl_budget,
+                                      control_max=steering.control_max, progress=progress)
+    metrics = {"direction": steering.direction, **result.results, "sweep": result.sweep.to_records()}
+    positive, negative = test.verdict_words
+    if result.vector is None:
+        text = (f"No (layer, alpha) flipped >= {steering.target:.0%} of the calibration statements the model "
+                f"judges {negative!r} with KL <= {steering.kl_budget} and the random control <= "
+                f"{steering.control_max:.0%}. Try larger alphas or a larger kl_budget.")
+    else:
+        r = result.results
+        text = (f"The {steering.direction} direction at layer {r['layer']}, alpha = {r['alpha_norm_units']} x the "
+                f"layer's median token norm (chosen on half of the test rows), turns {r['test_flip_false_to_true']:.0%} "
+                f"of the other half's {negative!r} verdicts to {positive!r} and {r['test_flip_true_to_false']:.0%} "
+                f"the other way (alpha negated). A random direction of the same norm: "
+                f"{r['test_control_flip_false_to_true']:.0%} / {r['test_control_flip_true_to_false']:.0%}. "
+                f"KL on neutral text: {r['kl_neutral']:.3f} nats per token.")
+    return metrics, [Section("Steering with the probe direction", [text], figures=[result.sweep.figure()])], result.vector
+
+
+def _neutral_texts(config: RunConfig, test: Any) -> list[str]:
+    from steerlab.datasets import available, load
+
+    source, count = config.steering.neutral, config.steering.neutral_count
+    if source is None:
+        return list(test.texts[:count])
+    if source in available():
+        return list(load(source, split="test").texts[:count])
+    return [line for line in Path(config.resolve(source)).read_text().splitlines() if line.strip()][:count]
+
+
+def run_pipeline(config: RunConfig, out: str | os.PathLike | None = None, *, overwrite: bool = False,
+                 progress: bool = True, steer: bool = True) -> dict[str, Any]:
+    """Run every stage; writes ``metrics.json``, ``artifacts/``, ``sections/`` and ``report.html`` to ``out``."""
+    import steerlab
+    from steerlab.report.sections_file import save_sections
+    from steerlab.report.html import write_report
+
+    out = prepare_output(out or config.output.dir, overwrite)
+    clock = StageClock()
+    train, test = load_run_data(config)
+    adapter = steerlab.load_model(config.model.name, backend=config.model.backend, device=config.model.device)
+    capture = config.capture
+    layers = None if capture.layers == "all" else capture.layers
+    acts_train, acts_test = (steerlab.capture(adapter, part.texts, layers=layers, site=capture.site,
+                                              position=capture.position, batch_size=capture.batch_size,
+                                              progress=progress and part is train) for part in (train, test))
+    clock.lap("capture")
+    probe_metrics, sections, probes = probe_stage(acts_train, acts_test, train, test, config)
+    for name, probe in probes.items():
+        probe.save(out / "artifacts" / f"probe_{name}")
+    save_sections(out, "probes", sections)
+    clock.lap("probes")
+    metrics: dict[str, Any] = {
+        "schema": 1, "config": dataclasses.asdict(config),
+        "model": {"name": adapter.name, "n_layers": adapter.n_layers, "d_model": adapter.d_model},
+        "data": {"name": train.name, "n_train": len(train), "n_test": len(test)},
+        "probes": probe_metrics,
+    }
+    if steer and config.steering.direction != "none":
+        steering_metrics, steering_sections, vector = steering_stage(
+            adapter, probes[config.steering.direction], test, config, progress)
+        if vector is not None:
+            vector.save(out / "artifacts" / "steering_vector")
+        save_sections(out, "steering", steering_sections)
+        sections += steering_sections
+        metrics["steering"] = steering_metrics
+        clock.lap("steering")
+    else:
+        metrics["steering"] = {"skipped": "direction = \"none\"" if steer else "probe stage only"}
+    metrics.update(timings=clock.timings, versions=versions())
+    write_json(out / "metrics.json", metrics)
+    write_report(out / "report.html", f"steerlab run: {train.name} on {adapter.name}", sections,
+                 intro=f"Config: {config.source}. Metrics: metrics.json; probes and vectors: artifacts/.")
+    return metrics

@@ -1,0 +1,134 @@
+"""`steerlab run CONFIG` and the stage commands: config validation, the pipeline, probe / steer / report."""
+
+import csv
+import json
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from steerlab.cli import main
+from steerlab.pipeline.config import EXAMPLE_CONFIG, ConfigError, load_config, parse_config
+
+DEMO = Path(__file__).parents[1] / "assets" / "demo-model" / "config.json"
+needs_demo = pytest.mark.skipif(not DEMO.is_file(), reason="assets/demo-model not trained yet")
+
+
+def test_the_example_config_is_valid_toml_and_yaml(tmp_path):
+    import yaml
+
+    config = parse_config(tomllib.loads(EXAMPLE_CONFIG))
+    assert config.data.dataset == "demo/cities" and config.probes.methods[0] == "raptor"
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(tomllib.loads(EXAMPLE_CONFIG)))
+    assert load_config(tmp_path / "run.yaml").steering.alphas == config.steering.alphas
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({}, "missing [data]"),
+    ({"data": {"dataset": "demo/cities"}, "captures": {}}, "unknown section [captures] (did you mean 'capture'?)"),
+    ({"data": {"dataset": "demo/cities"}, "capture": {"sitee": "resid_post"}}, "has no key 'sitee' (did you mean 'site'?)"),
+    ({"data": {"dataset": "demo/cities"}, "capture": {"site": "resid"}}, "site 'resid' is unknown"),
+    ({"data": {"dataset": "demo/citie"}}, "(did you mean 'demo/cities'?)"),
+    ({"data": {"dataset": "demo/cities", "file": "x.csv"}}, "exactly one of `dataset`"),
+    ({"data": {"file": "nope.csv"}}, "no such file"),
+    ({"data": {"dataset": "demo/cities"}, "capture": {"batch_size": "8"}}, "[capture] batch_size must be a int"),
+    ({"data": {"dataset": "demo/cities"}, "capture": {"layers": [0, "a"]}}, "layers must be \"all\" or a list of ints"),
+    ({"data": {"dataset": "demo/cities"}, "probes": {"methods": ["ridge"]}}, "method 'ridge' is unknown"),
+    ({"data": {"dataset": "demo/cities"}, "probes": {"methods": ["raptor"]}}, "direction 'diff_means' must be one of"),
+    ({"data": {"dataset": "demo/cities"}, "steering": {"alphas": [1, -1]}}, "alphas must be positive"),
+    ({"data": {"dataset": "demo/cities"}, "steering": {"verdict_suffix": " is"}}, "set verdict_suffix and verdict_words"),
+    ({"data": {"dataset": "demo/cities"}, "model": {"backend": "tl"}}, "backend 'tl' is unknown"),
+])
+def test_config_errors_name_the_key_and_the_fix(raw, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw, source="run.toml")
+    assert message in str(error.value) and str(error.value).startswith("run.toml: ")
+
+
+def test_broken_files_are_reported_with_their_path(tmp_path):
+    (tmp_path / "bad.toml").write_text("[data\ndataset = 1")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+    (tmp_path / "run.json").write_text("{}")
+    with pytest.raises(ConfigError, match="use a .toml, .yaml or .yml file"):
+        load_config(tmp_path / "run.json")
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_every_help_answers_quickly_and_shows_an_example():
+    for command in ([], ["run"], ["probe"], ["steer"], ["report"], ["demo"]):
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "steerlab.cli", *command, "--help"], capture_output=True,
+                                text=True, check=True)
+        assert time.perf_counter() - start < 10  # ~0.1 s; generous for a loaded CI machine
+        assert "example" in result.stdout
+
+
+@needs_demo
+def test_run_writes_metrics_artifacts_and_report_and_finds_truth(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('[data]\ndataset = "demo/cities"\n[probes]\nmethods = ["raptor", "diff_means"]\n'
+                      '[steering]\nalphas = [0.75, 1.0]\n[output]\ndir = "out"\n')
+    assert main(["run", str(config)]) == 0
+    out = tmp_path / "out"  # [output] dir is relative to the config file
+    metrics = json.loads((out / "metrics.json").read_text())
+    held_out = metrics["probes"]["held_out"]
+    assert {r["method"] for r in held_out} == {"raptor", "diff_means"} and len(held_out) == 8
+    assert max(r["accuracy"] for r in held_out if r["method"] == "raptor") >= 0.9
+    steering = metrics["steering"]
+    assert steering["test_flip_false_to_true"] >= 0.8 >= steering["test_control_flip_false_to_true"] + 0.5
+    assert (out / "artifacts" / "probe_raptor.safetensors").is_file()
+    assert (out / "artifacts" / "steering_vector.json").is_file()
+    assert "Steering with the probe direction" in (out / "report.html").read_text()
+    printed = capsys.readouterr().out
+    assert "raptor" in printed and "random control" in printed
+    # a second run never replaces the first silently
+    assert main(["run", str(config)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+
+
+@needs_demo
+def test_probe_on_a_user_csv_then_steer_then_report(tmp_path, capsys):
+    from steerlab.datasets import load
+    from steerlab.world import templates
+
+    reviews = load("demo/sentiment", split="test")
+    with open(tmp_path / "mine.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["review", "positive", "thing"])
+        writer.writerows(zip(reviews.texts, reviews.labels, reviews.groups))
+    out = tmp_path / "probes"
+    assert main(["probe", "demo", "--file", str(tmp_path / "mine.csv"), "--text-column", "review",
+                 "--label-column", "positive", "--group-column", "thing", "--concept", "sentiment", "--methods", "diff_means",
+                 "--layers", "0,2", "--position", "mean", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["layer"] for r in metrics["probes"]["held_out"]] == [0, 2]
+    assert metrics["probes"]["held_out"][1]["auroc"] >= 0.85
+    assert metrics["steering"] == {"skipped": "probe stage only"}
+    capsys.readouterr()
+
+    # steer with the saved probe's direction: completions turn positive
+    prompts = [f"my friend said the {thing} was" for thing in templates.REVIEW_THINGS[:6]]
+    assert main(["steer", "demo", str(out / "artifacts" / "probe_diff_means"), "--layer", "2", "--alpha", "1",
+                 "--norm-units", "--max-new-tokens", "1", *prompts]) == 0
+    rows = [row.split() for row in capsys.readouterr().out.splitlines()[3:]]
+    positive = set(templates.POSITIVE_ADJECTIVES)
+    assert sum(row[-1] in positive for row in rows) >= sum(row[-2] in positive for row in rows) + 3
+
+    # report: rebuilt from the saved sections, only with --overwrite
+    assert main(["report", str(out)]) == 2
+    (out / "report.html").unlink()
+    assert main(["report", str(out), "--title", "mine"]) == 0
+    page = (out / "report.html").read_text()
+    assert "<title>mine</title>" in page and "Where the sentiment concept lives" in page and "Plotly.newPlot" in page
+
+
+def test_run_without_a_config_explains_how_to_get_one(capsys):
+    assert main(["run"]) == 2
+    assert "steerlab run --example" in capsys.readouterr().err
+    assert main(["run", "--example"]) == 0
+    assert tomllib.loads(capsys.readouterr().out)["data"]["dataset"] == "demo/cities"
