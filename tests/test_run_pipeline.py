@@ -132,3 +132,44 @@ def test_run_without_a_config_explains_how_to_get_one(capsys):
     assert "steerlab run --example" in capsys.readouterr().err
     assert main(["run", "--example"]) == 0
     assert tomllib.loads(capsys.readouterr().out)["data"]["dataset"] == "demo/cities"
+
+
+GOT_CITIES = Path(__file__).parents[2] / "shared" / "data" / "got_cities.csv"
+
+
+@pytest.mark.skipif(not GOT_CITIES.is_file(), reason="../shared/data/got_cities.csv is only in this workplace")
+def test_run_on_real_data_with_a_bpe_gpt2_from_a_yaml_config(tmp_path, capsys):
+    """Geometry-of-Truth cities through a save_pretrained GPT-2 with a byte-level BPE tokenizer."""
+    import transformers as tf
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    lines = GOT_CITIES.read_text().splitlines()[1:] + ["This is true.", "This is false."] * 50
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer, core.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    core.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = tf.PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>")
+    assert len(tokenizer(" true", add_special_tokens=False)["input_ids"]) == 1
+    torch_model = tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2,
+                                                   n_positions=64))
+    torch_model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    (tmp_path / "run.yaml").write_text(f"""
+model: {{name: {tmp_path / 'model'}, backend: hf}}
+data: {{file: {GOT_CITIES}, text_column: statement, label_column: label, group_column: city, concept: truth}}
+probes: {{methods: [diff_means, raptor], stability_runs: 0}}
+steering: {{direction: diff_means, alphas: [1.0], neutral: null, verdict_suffix: " This is",
+           verdict_words: [" true", " false"]}}
+""")
+    assert main(["run", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["data"]["n_train"] + metrics["data"]["n_test"] == 1496
+    assert metrics["model"]["n_layers"] == 2 and len(metrics["probes"]["held_out"]) == 4
+    # a random model: every number is measured, none is a given (chance-level probes are fine)
+    assert all(0 <= r["auroc"] <= 1 for r in metrics["probes"]["held_out"])
+    steering, printed = metrics["steering"], capsys.readouterr().out
+    assert steering["direction"] == "diff_means" and {row["layer"] for row in steering["sweep"]} == {0, 1}
+    if steering.get("chosen", True) is None:
+        assert "no (layer, alpha) met the calibration criteria" in printed
+    else:
+        assert 0 <= steering["test_flip_false_to_true"] <= 1 and "random control" in printed
