@@ -1,0 +1,65 @@
+"""SAE latents of texts: capture the SAE's own site with steerlab, then ``sae.encode``.
+
+The first token of every text is the tokenizer's BOS, an attention sink whose norm
+is several times the others' (3x on the demo model). SAEs here are trained and
+evaluated without it (as sae-lens' ``exclude_special_tokens`` does), and the splice
+and edit hooks in :mod:`steerlab.sae.editing` leave it untouched.
+
+Example:
+    >>> acts = site_activations(model, sae, ["the food was great ."])          # doctest: +SKIP
+    >>> acts.shape, encode(sae, acts).shape                                   # doctest: +SKIP
+    (torch.Size([5, 128]), torch.Size([5, 512]))
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from steerlab.capture import capture
+from steerlab.sae.loading import sae_point
+from steerlab.sites import SitePoint
+
+
+def site_activations(model: Any, sae: Any, texts: Sequence[str], position: str | int = "all",
+                     skip_first: bool = True, batch_size: int = 64) -> torch.Tensor:
+    """Activations at the SAE's hook: ``[n_texts, d_model]``, or ``[n_tokens, d_model]`` for ``"all"``.
+
+    With ``position="all"`` and ``skip_first`` (default) the first token of each text is dropped.
+    """
+    return _capture(model, sae, texts, position, skip_first, batch_size)[0]
+
+
+def token_rows(model: Any, sae: Any, texts: Sequence[str], skip_first: bool = True, batch_size: int = 64
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every token's activation with where it came from (``sae`` may also be a :class:`SitePoint`).
+
+    Returns ``(activations [n_tokens, d_model], text index [n_tokens], token index [n_tokens])``.
+    """
+    return _capture(model, sae, texts, "all", skip_first, batch_size)
+
+
+def _capture(model: Any, sae: Any, texts: Sequence[str], position: str | int, skip_first: bool, batch_size: int):
+    point = sae if isinstance(sae, SitePoint) else sae_point(sae)
+    acts = capture(model, list(texts), layers=[point.layer], site=point.site, position=position,
+                   batch_size=batch_size, progress=False)
+    values = acts.values[:, 0]
+    if position != "all":
+        return values, None, None
+    keep = acts.token_index >= 1 if skip_first else torch.ones(len(values), dtype=torch.bool)
+    return values[keep], acts.sequence_index[keep], acts.token_index[keep]
+
+
+@torch.no_grad()
+def encode(sae: Any, activations: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    """``sae.encode`` in chunks: ``[n, d_in]`` -> ``[n, d_sae]`` latents (no gradient)."""
+    weight = sae.W_enc
+    chunks = [sae.encode(activations[start:start + batch_size].to(weight.device, weight.dtype)).float().cpu()
+              for start in range(0, len(activations), batch_size)]
+    return torch.cat(chunks) if chunks else torch.zeros(0, sae.cfg.d_sae)
+
+
+def latents(model: Any, sae: Any, texts: Sequence[str], position: str | int = "last") -> torch.Tensor:
+    """SAE latents of each text at ``position``: ``[n_texts, d_sae]`` (``[n_tokens, d_sae]`` for ``"all"``)."""
+    return encode(sae, site_activations(model, sae, texts, position=position))

@@ -1,0 +1,101 @@
+"""Running the model through an SAE: splice in its reconstruction, or edit latents keeping the error.
+
+* :func:`sae_splice`: the site's activation ``x`` is replaced by ``decode(encode(x))`` (how
+  CE-loss-with-SAE is measured: what the model loses when it only sees the SAE's view).
+* :func:`sae_edit`: latents are edited and the SAE's *error term* is kept:
+  ``x -> decode(edited) + (x - decode(latents))``. Unedited, this is ``x`` itself, so only
+  the edit changes the model; without the error term an edit is lost in the
+  reconstruction error (sae-lens ``use_error_term``; Marks et al., "Sparse Feature Circuits").
+
+Both skip the first token (BOS, the attention sink the SAE was not trained on) and go
+through :meth:`ModelAdapter.hooks`, so they work during ``generate`` on every backend
+and are removed on exit, also after an exception.
+
+Example:
+    >>> import steerlab
+    >>> from steerlab.sae import load_sae, sae_edit
+    >>> model = steerlab.load_model("demo"); sae = load_sae("demo", model=model)      # doctest: +SKIP
+    >>> with sae_edit(model, sae, {42: 10.0}):          # latent 42 := 10 at every token  # doctest: +SKIP
+    ...     model.generate(["the food was"], max_new_tokens=2)
+    >>> with sae_edit(model, sae, {42: lambda a: 3 * a}):   # or any function of the latent  # doctest: +SKIP
+    ...     ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, Mapping, Union
+
+import torch
+
+from steerlab.sae.loading import check_sae
+from steerlab.steering.injection import Positions, _check_positions, select_positions
+
+LatentEdit = Union[float, Callable[[torch.Tensor], torch.Tensor]]
+
+
+def _apply_edits(latents: torch.Tensor, edits: Mapping[int, LatentEdit]) -> torch.Tensor:
+    """``[n, d_sae]`` latents with each ``feature`` set to a value or mapped by a function of its column ``[n]``."""
+    edited = latents.clone()
+    for feature, change in edits.items():
+        column = edited[:, feature]
+        edited[:, feature] = change(column) if callable(change) else torch.full_like(column, float(change))
+    return edited
+
+
+def _check_edits(sae: Any, edits: Mapping[int, LatentEdit]) -> None:
+    for feature in edits:
+        if not isinstance(feature, int) or not 0 <= feature < sae.cfg.d_sae:
+            raise ValueError(f"Feature {feature!r} is not a latent index of this SAE (0..{sae.cfg.d_sae - 1}).")
+
+
+@contextlib.contextmanager
+def _through_sae(model: Any, sae: Any, edits: Mapping[int, LatentEdit], keep_error: bool,
+                 positions: Positions) -> Iterator[None]:
+    point = check_sae(sae, model)
+    _check_edits(sae, edits)
+    _check_positions(positions)
+    weight = sae.W_enc
+
+    with model.token_positions() as tracker:
+        def fn(h: torch.Tensor) -> torch.Tensor:
+            selected = select_positions(tracker, positions) & (tracker.position >= 1)  # [batch, pos]
+            x = h[selected]  # [n, d_model]
+            with torch.no_grad():
+                latents = sae.encode(x.to(weight.device, weight.dtype))
+                reconstruction = sae.decode(latents)
+                out = sae.decode(_apply_edits(latents, edits)) if edits else reconstruction
+                if keep_error:
+                    out = out + (x.to(out.dtype) - reconstruction)
+            edited = h.clone()
+            edited[selected] = out.to(h.dtype)
+            return edited
+
+        with model.hooks([(model.point(point.site, point.layer), fn)]):
+            yield
+
+
+@contextlib.contextmanager
+def sae_splice(model: Any, sae: Any, positions: Positions = "all") -> Iterator[None]:
+    """Replace the SAE's site by its reconstruction on every forward inside the block (error dropped)."""
+    with _through_sae(model, sae, {}, keep_error=False, positions=positions):
+        yield
+
+
+@contextlib.contextmanager
+def sae_edit(model: Any, sae: Any, edits: Mapping[int, LatentEdit], positions: Positions = "all",
+             keep_error: bool = True) -> Iterator[None]:
+    """Edit SAE latents on every forward inside the block, keeping the reconstruction error.
+
+    Args:
+        model: a :class:`~steerlab.models.ModelAdapter` the SAE fits.
+        sae: a sae-lens SAE (its ``cfg.metadata.hook_name`` says where it hooks in).
+        edits: ``{feature: value}`` (set the latent) or ``{feature: fn}`` (``fn`` maps the
+            latent's values ``[n_tokens]`` to new ones, e.g. ``lambda a: 4 * a``).
+        positions: which tokens, as in :func:`steerlab.steer` (``"all"``, ``"last"``, ...); the
+            first token is never edited.
+        keep_error: keep ``x - decode(encode(x))`` (default); False splices the edited
+            reconstruction alone.
+    """
+    with _through_sae(model, sae, edits, keep_error=keep_error, positions=positions):
+        yield

@@ -1,0 +1,120 @@
+"""Loading sae-lens SAEs and checking that they fit a model and a site.
+
+A sparse autoencoder is trained on one hook point of one model; used anywhere else
+its features mean nothing. :func:`load_sae` loads one (a local ``save_model``
+directory, the shipped demo SAE, or a hub release for users with network access)
+and, given a model, refuses it when its input width or hook point do not match.
+
+Example:
+    >>> import steerlab
+    >>> from steerlab.sae import load_sae
+    >>> model = steerlab.load_model("demo")                                  # doctest: +SKIP
+    >>> sae = load_sae("demo", model=model)                                  # doctest: +SKIP
+    >>> sae.cfg.metadata.hook_name, sae.cfg.d_in, sae.cfg.d_sae              # doctest: +SKIP
+    ('blocks.2.hook_resid_post', 128, 512)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from steerlab.sites import SitePoint
+
+DEMO_SAE_ENV_VAR = "STEERLAB_DEMO_SAE"
+DEMO_SAE_DEFAULT = "topk-blocks.2.hook_resid_post"
+
+
+def demo_sae_root() -> Path:
+    """``<repo>/assets/demo-sae``: where the SAEs trained on the demo model are shipped."""
+    return Path(__file__).resolve().parents[2] / "assets" / "demo-sae"
+
+
+def demo_sae_path(name: str = DEMO_SAE_DEFAULT) -> Path:
+    """A shipped demo SAE's directory: ``$STEERLAB_DEMO_SAE`` (for the default) or ``assets/demo-sae/<name>``."""
+    override = os.environ.get(DEMO_SAE_ENV_VAR)
+    if override and name == DEMO_SAE_DEFAULT:
+        return Path(override)
+    return demo_sae_root() / name
+
+
+def shipped_demo_saes() -> list[str]:
+    """Names of the SAEs under ``assets/demo-sae`` (directories holding a ``cfg.json``)."""
+    root = demo_sae_root()
+    return sorted(p.name for p in root.iterdir() if (p / "cfg.json").is_file()) if root.is_dir() else []
+
+
+def sae_point(sae: Any) -> SitePoint:
+    """The :class:`SitePoint` of an SAE's ``cfg.metadata.hook_name`` (a TransformerLens hook name)."""
+    hook_name = sae.cfg.metadata.hook_name
+    if not hook_name:
+        raise ValueError("This SAE records no hook point (cfg.metadata.hook_name is empty): set it to the "
+                         "TransformerLens name it was trained on, e.g. sae.cfg.metadata.hook_name = "
+                         "'blocks.1.hook_resid_post'.")
+    return SitePoint.parse(hook_name)
+
+
+def check_sae(sae: Any, model: Any = None, *, site: str | None = None, layer: int | None = None) -> SitePoint:
+    """Raise a ValueError if ``sae`` does not fit ``model`` (width, layer count) or the expected site/layer.
+
+    Returns the SAE's :class:`SitePoint`.
+    """
+    point = sae_point(sae)
+    if site is not None and site != point.site:
+        raise ValueError(f"This SAE was trained on {point.hook_name} (site {point.site!r}), not on site {site!r}: "
+                         f"pass site={point.site!r}, or load an SAE trained on {site}.")
+    if layer is not None and model is not None and layer < 0:
+        layer = layer % model.n_layers
+    if layer is not None and layer != point.layer:
+        raise ValueError(f"This SAE was trained on layer {point.layer} ({point.hook_name}), not layer {layer}: "
+                         f"pass layer={point.layer}, or load an SAE trained on layer {layer}.")
+    if model is not None:
+        if sae.cfg.d_in != model.d_model:
+            raise ValueError(f"This SAE reads {sae.cfg.d_in}-dimensional activations but {model.name!r} has "
+                             f"d_model={model.d_model}: it was trained on another model. Load the SAE made for "
+                             "this model, or train one (python -m steerlab.sae.train).")
+        if point.layer >= model.n_layers:
+            raise ValueError(f"This SAE hooks {point.hook_name} but {model.name!r} has only {model.n_layers} layers: "
+                             "it was trained on another model.")
+        model.point(point.site, point.layer)  # raises if the site is unavailable on this architecture
+    return point
+
+
+def load_sae(source: str | os.PathLike | tuple[str, str], *, model: Any = None, site: str | None = None,
+             layer: int | None = None, device: str = "cpu") -> Any:
+    """Load a sae-lens SAE and check it against ``model`` / ``site`` / ``layer`` when given.
+
+    Args:
+        source: ``"demo"`` (the shipped TopK SAE of the demo model, or ``$STEERLAB_DEMO_SAE``),
+            ``"demo/<name>"`` (another shipped one, see :func:`shipped_demo_saes`), a
+            directory written by ``sae.save_model`` (``cfg.json`` + ``sae_weights.safetensors``),
+            or ``(release, sae_id)`` for ``SAE.from_pretrained`` (needs the hub, e.g.
+            ``("gpt2-small-res-jb", "blocks.8.hook_resid_pre")``).
+        model: a :class:`~steerlab.models.ModelAdapter` the SAE must fit (d_in == d_model).
+        site, layer: the site / layer the caller means to use it at; must equal the SAE's hook.
+        device: where to put the SAE.
+
+    Returns:
+        A sae-lens ``SAE`` (``StandardSAE``, ``TopKSAE``...) in eval mode.
+    """
+    from sae_lens import SAE
+
+    if isinstance(source, tuple):
+        if len(source) != 2:
+            raise ValueError(f"A hub SAE is (release, sae_id), got {source!r}.")
+        sae = SAE.from_pretrained(*source, device=device)
+    else:
+        text = os.fspath(source)
+        if text == "demo" or text.startswith("demo/"):
+            path = demo_sae_path(text.removeprefix("demo").removeprefix("/") or DEMO_SAE_DEFAULT)
+            hint = (f"Train it with `python -m steerlab.sae.train --out {path}` (see assets/demo-sae/README.md), "
+                    f"or point ${DEMO_SAE_ENV_VAR} at a trained copy. Shipped: {shipped_demo_saes()}.")
+        else:
+            path, hint = Path(text).expanduser(), "Pass a directory written by sae.save_model(path)."
+        if not (path / "cfg.json").is_file():
+            raise FileNotFoundError(f"No SAE at {path} (no cfg.json). {hint}")
+        sae = SAE.load_from_disk(path, device=device)
+    sae.eval()
+    check_sae(sae, model, site=site, layer=layer)
+    return sae

@@ -1,0 +1,76 @@
+"""Which SAE features correspond to variables of the demo world (ground truth is known).
+
+For each value of a world variable (each country, each sentiment, each topic), the
+feature whose activation best detects "this text has that value" (AUROC), read at one
+token position:
+
+* ``country (answer slot)``: "q : where is {city} ? a :" at the last token, labelled by
+  the city's true country: does one feature carry "the answer is country c"?
+* ``country (country token)``: "{city} is in {country} ." at the country token;
+* ``sentiment`` / ``topic``: review and sport/cooking sentences at their last token;
+* ``truth``: held-out city statements at their last token.
+
+Example:
+    >>> rows = world_variable_table(model, sae)                                   # doctest: +SKIP
+    >>> [r for r in rows if r["variable"] == "country (country token)"][0]       # doctest: +SKIP
+    {'variable': 'country (country token)', 'value': 'bunai', 'feature': 17, 'auroc': 1.0, ...}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from steerlab.datasets import load
+from steerlab.datasets.builtin import _world
+from steerlab.sae.activations import latents
+from steerlab.sae.feature_probes import latent_aurocs
+from steerlab.world import templates as tp
+
+
+def best_feature_per_value(z: Any, values: Sequence[str], variable: str) -> list[dict[str, Any]]:
+    """For each distinct value, the feature with the highest AUROC for ``values == value`` (one-vs-rest)."""
+    values = np.asarray(values)
+    rows = []
+    for value in sorted(set(values.tolist())):
+        labels = (values == value).astype(np.int64)
+        if labels.sum() in (0, len(labels)):
+            continue
+        aurocs = latent_aurocs(z, labels)
+        order = np.argsort(-aurocs)
+        rows.append({"variable": variable, "value": str(value), "feature": int(order[0]),
+                     "auroc": float(aurocs[order[0]]), "runner_up_auroc": float(aurocs[order[1]]),
+                     "n_positive": int(labels.sum())})
+    return rows
+
+
+def world_variable_table(model: Any, sae: Any, world_seed: int = 0) -> list[dict[str, Any]]:
+    """Rows ``{variable, value, feature, auroc, runner_up_auroc, n_positive}`` for every world variable above."""
+    world = _world(world_seed)
+    cities = [city for city in sorted(world.cities) if world.city_role[city] != "unseen"]
+    countries = [world.cities[city] for city in cities]
+    rows = []
+    questions = [tp.CITY_QUESTION.format(city=city) for city in cities]
+    rows += best_feature_per_value(latents(model, sae, questions), countries, "country (answer slot)")
+    facts = [tp.CITY_MAIN_TEMPLATE.format(city=city, country=country) + " ." for city, country in zip(cities, countries)]
+    rows += best_feature_per_value(latents(model, sae, facts, position=-2), countries, "country (country token)")
+    for name, variable, value_names in (("sentiment", "sentiment", ("negative", "positive")),
+                                        ("topic", "topic", ("cooking", "sport")),
+                                        ("cities", "truth", ("false", "true"))):
+        dataset = load(f"demo/{name}", split="test")
+        z = latents(model, sae, dataset.texts)
+        rows += best_feature_per_value(z, [value_names[y] for y in dataset.labels], variable)
+    return rows
+
+
+def summarize(rows: Sequence[dict[str, Any]], threshold: float = 0.9) -> list[dict[str, Any]]:
+    """Per variable: values, how many have a feature with AUROC >= threshold, distinct best features, mean AUROC."""
+    summary = []
+    for variable in dict.fromkeys(row["variable"] for row in rows):
+        mine = [row for row in rows if row["variable"] == variable]
+        summary.append({"variable": variable, "values": len(mine),
+                        f"values with AUROC >= {threshold}": sum(row["auroc"] >= threshold for row in mine),
+                        "distinct best features": len({row["feature"] for row in mine}),
+                        "mean best AUROC": float(np.mean([row["auroc"] for row in mine]))})
+    return summary

@@ -1,0 +1,45 @@
+"""The SAE stage of the demo: keys, sane values, JSON-able, within its time budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import steerlab
+from steerlab.pipeline.sae_stage import run_sae_stage
+from steerlab.report import Section
+
+
+@pytest.fixture(scope="module")
+def stage():
+    torch.set_num_threads(1)
+    return run_sae_stage(steerlab.load_model("demo"), progress=False)
+
+
+def test_stage_metrics_have_the_expected_keys_and_sane_values(stage):
+    metrics, sections = stage
+    json.dumps(metrics, allow_nan=False)
+    assert metrics["hook_name"] == "blocks.2.hook_resid_post"
+    assert {"quality", "concepts", "world_variables", "edit_examples", "timings", "error_term_max_logit_diff"} <= set(metrics)
+    assert all(row["explained_variance"] >= 0.8 for row in metrics["quality"])
+    assert metrics["error_term_max_logit_diff"] < 1e-4
+    for name in ("truth", "sentiment"):
+        concept = metrics["concepts"][name]
+        rows = {row["method"]: row for row in concept["comparison"]}
+        assert set(rows) == {"raptor", "diff_means", "sae_aligned", "sae_auroc", "sae_output", "random"}
+        assert all(abs(row["kl"] - concept["kl_budget"]) < 0.02 for row in rows.values())  # matched KL
+        assert rows["random"]["efficacy"] <= 0.1
+        assert rows["raptor"]["detection_auroc"] > 0.75
+        assert rows["sae_output"]["efficacy"] > rows["random"]["efficacy"] + 0.5
+        assert [row["k"] for row in concept["k_sparse"]] == [1, 2, 4, 8, 16, 32, 64]
+        recon = [row["r2"] for row in concept["alignment"]["diff-means"]["reconstruction"]]
+        assert recon == sorted(recon) and recon[-1] > 0.9
+    assert metrics["concepts"]["truth"]["raptor_test_auroc"] > 0.95
+    summary = {row["variable"]: row for row in metrics["world_variables"]["summary"]}
+    assert summary["country (answer slot)"]["mean best AUROC"] > 0.85
+    assert summary["topic"]["mean best AUROC"] > 0.85
+    assert sum(metrics["timings"].values()) < 90
+    assert all(isinstance(section, Section) and section.title for section in sections)
+    assert sum(len(section.figures) for section in sections) >= 5
