@@ -8,6 +8,9 @@
 * :func:`sweep` (every method x every layer), :func:`transfer_matrix` with Mahalanobis
   cosine, :func:`directional_stability`, :func:`penalty_path`, erasure (LEACE, INLP),
   figures, save/load (:func:`load_probe`).
+* Token-level hallucination probes on generated tokens: :class:`HallucinationProbe` (MLP,
+  Liang & Wang, arXiv 2512.20949) and :class:`LinearTokenProbe` (Obeso et al., arXiv
+  2509.03531); the workflow around them is :mod:`steerlab.hallucination`.
 
 Nothing here imports transformers, TransformerLens or nnsight; plotly and
 concept-erasure load on first use.
@@ -24,7 +27,9 @@ from steerlab.probes.base import LinearProbe, load_probe
 from steerlab.probes.directions import LDA, DiffMeans, Direction, PairedPCA
 from steerlab.probes.erasure import INLPEraser, LeaceEraser, probe_after_erasure
 from steerlab.probes.figures import layer_metric_figure, penalty_tradeoff_figure, projection_figure, transfer_heatmap
-from steerlab.probes.metrics import TemperatureScaler, accuracy, auroc, expected_calibration_error, fit_temperature
+from steerlab.probes.hallucination import HallucinationProbe, LinearTokenProbe, TokenProbe
+from steerlab.probes.metrics import (TemperatureScaler, accuracy, auroc, expected_calibration_error, fit_temperature,
+                                    recall_at_fpr, roc_curve)
 from steerlab.probes.raptor import LogisticDirection, RaptorProbe, c_grid
 from steerlab.probes.stability import PenaltyPath, StabilityResult, directional_stability, penalty_path
 from steerlab.probes.sweep import METHODS, SweepResult, sweep
@@ -35,10 +40,11 @@ from steerlab.probes.validation import NotFittedError, ProbeInputError
 MassMean = DiffMeans  # the name used in "The Geometry of Truth"
 
 __all__ = [
-    "DiffMeans", "Direction", "INLPEraser", "LDA", "LeaceEraser", "LinearProbe", "LogisticDirection", "METHODS",
-    "MassMean", "NotFittedError", "PairedPCA", "PenaltyPath", "ProbeInputError", "RaptorProbe", "StabilityResult",
-    "SweepResult", "TemperatureScaler", "TransferResult", "accuracy", "auroc", "c_grid", "directional_stability",
-    "expected_calibration_error", "fit_temperature", "layer_metric_figure", "linear_fit_r2", "load_probe",
-    "make_teacher_student", "mahalanobis_cosine", "penalty_path", "penalty_tradeoff_figure", "probe_after_erasure",
-    "projection_figure", "sweep", "transfer_heatmap", "transfer_matrix",
+    "DiffMeans", "Direction", "HallucinationProbe", "INLPEraser", "LDA", "LeaceEraser", "LinearProbe",
+    "LinearTokenProbe", "LogisticDirection", "METHODS", "MassMean", "NotFittedError", "PairedPCA", "PenaltyPath",
+    "ProbeInputError", "RaptorProbe", "StabilityResult", "SweepResult", "TemperatureScaler", "TokenProbe",
+    "TransferResult", "accuracy", "auroc", "c_grid", "directional_stability", "expected_calibration_error",
+    "fit_temperature", "layer_metric_figure", "linear_fit_r2", "load_probe", "make_teacher_student",
+    "mahalanobis_cosine", "penalty_path", "penalty_tradeoff_figure", "probe_after_erasure", "projection_figure",
+    "recall_at_fpr", "roc_curve", "sweep", "transfer_heatmap", "transfer_matrix",
 ]

@@ -96,3 +96,77 @@ class TemperatureScaler:
 
     def __repr__(self) -> str:
         return f"TemperatureScaler(temperature_={getattr(self, 'temperature_', None)})"
+
+
+# ---------------------------------------------------------------- detection at low false-positive rate
+# (token-level hallucination detection reports recall at a fixed FPR: Liang & Wang, arXiv 2512.20949;
+# Obeso et al., arXiv 2509.03531)
+
+
+def roc_curve(y01: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fpr [k], tpr [k], thresholds [k])``: flagging ``scores >= threshold``, from the strictest
+    threshold (``inf``: nothing flagged) down to the loosest (everything flagged); ties stay together.
+
+    Example:
+        >>> fpr, tpr, _ = roc_curve(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+        >>> fpr.tolist(), tpr.tolist()
+        ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    """
+    y01, scores = np.asarray(y01), np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores, positive = scores[order], (y01[order] == 1)
+    last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]
+    tp = np.cumsum(positive)[last_of_tie]
+    fp = (last_of_tie + 1) - tp
+    n_pos, n_neg = max(int(positive.sum()), 1), max(len(scores) - int(positive.sum()), 1)
+    return (np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos], np.r_[np.inf, sorted_scores[last_of_tie]])
+
+
+def recall_at_fpr(y01: np.ndarray, scores: np.ndarray, max_fpr: float) -> float:
+    """Best recall (TPR) of any threshold whose false-positive rate is at most ``max_fpr``; nan with one class.
+
+    Example:
+        >>> y = np.array([0] * 10 + [1] * 4); s = np.r_[np.arange(10) / 10, [0.95, 0.85, 0.5, 0.05]]
+        >>> recall_at_fpr(y, s, 0.0), recall_at_fpr(y, s, 0.1), recall_at_fpr(y, s, 0.5)
+        (0.25, 0.5, 0.75)
+    """
+    y01 = np.asarray(y01)
+    if (y01 == 1).all() or (y01 != 1).all():
+        return float("nan")
+    fpr, tpr, _ = roc_curve(y01, scores)
+    return float(tpr[fpr <= max_fpr + 1e-12].max())
+
+
+def detection_counts(y01: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
+    """Accuracy, precision and recall of boolean ``flagged [n]`` against ``y01 [n]`` (precision nan if nothing flagged)."""
+    y, f = np.asarray(y01) == 1, np.asarray(flagged, dtype=bool)
+    tp = int((y & f).sum())
+    return {"accuracy": float((y == f).mean()), "precision": tp / int(f.sum()) if f.any() else float("nan"),
+            "recall": tp / int(y.sum()) if y.any() else float("nan")}
+
+
+def best_f1_threshold(y01: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold (flag ``scores >= t``) with the highest F1 on ``(y01, scores)``; ties go to the strictest.
+
+    Example:
+        >>> best_f1_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+        0.35
+    """
+    fpr, tpr, thresholds = roc_curve(y01, scores)
+    n_pos = int((np.asarray(y01) == 1).sum())
+    tp, fp = tpr * n_pos, fpr * (len(y01) - n_pos)
+    f1 = np.where(tp > 0, 2 * tp / (2 * tp + fp + (n_pos - tp)), 0.0)
+    return float(thresholds[1:][int(np.argmax(f1[1:]))])
+
+
+def group_max(scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(group ids [g], max score per group [g])``, e.g. an answer's score as the max over its tokens.
+
+    Example:
+        >>> group_max(np.array([0.1, 0.9, 0.3]), np.array([5, 5, 7]))
+        (array([5, 7]), array([0.9, 0.3]))
+    """
+    ids, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    out = np.full(len(ids), -np.inf)
+    np.maximum.at(out, inverse, np.asarray(scores, dtype=np.float64))
+    return ids, out

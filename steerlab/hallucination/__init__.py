@@ -1,0 +1,57 @@
+"""Token-level hallucination detection on the model's own generations (issue 7).
+
+The workflow of Liang & Wang ("token-level hallucination detection with MLP probes",
+arXiv 2512.20949) and of the linear probes it extends (Obeso et al., arXiv 2509.03531):
+
+1. :func:`generate_and_capture`: greedy answers, the hidden states of every generated
+   token ``[n_tokens, n_layers, d_model]``, and each token's output confidence;
+2. :func:`reference_labels` (checked against a reference answer) or
+   :func:`spans_to_token_labels` (annotated character spans) -> token and answer labels;
+3. :class:`~steerlab.probes.HallucinationProbe` (MLP, joint loss) or
+   :class:`~steerlab.probes.LinearTokenProbe` on one layer, chosen with
+   :func:`search_layer` (Bayesian optimisation, optuna TPE);
+4. :func:`detection_metrics` per token and per answer against the output-confidence
+   baselines (:func:`confidence_scores`), :func:`roc_figure`, :func:`token_figure`;
+5. :func:`stream_scores`: a hallucination score for each token as it is generated.
+
+Names are imported lazily (``steerlab.probes`` imports the losses from here without
+pulling in the model code).
+
+Example:
+    >>> import steerlab
+    >>> from steerlab.datasets import load
+    >>> from steerlab.hallucination import generate_and_capture, reference_labels
+    >>> from steerlab.probes import HallucinationProbe
+    >>> model = steerlab.load_model("demo")                                      # doctest: +SKIP
+    >>> qa = load("demo/qa", split="train")                                      # doctest: +SKIP
+    >>> gen = generate_and_capture(model, qa.texts, layers=[3], progress=False)  # doctest: +SKIP
+    >>> labels = reference_labels(gen.tokens, gen.answer_index, qa.answers)      # doctest: +SKIP
+    >>> probe = HallucinationProbe().fit(gen.layer(3), labels.token, groups=gen.answer_index)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "GeneratedTokens": "generation", "generate_and_capture": "generation", "capture_answers": "generation",
+    "capture_token_ids": "generation",
+    "TokenLabels": "labels", "reference_labels": "labels", "spans_to_token_labels": "labels",
+    "confidence_scores": "evaluation", "detection_metrics": "evaluation", "method_table": "evaluation",
+    "LayerSearchResult": "layer_search", "search_layer": "layer_search",
+    "stream_scores": "live",
+    "roc_figure": "figures", "token_figure": "figures", "token_html": "figures",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"steerlab.hallucination.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'steerlab.hallucination' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,92 @@
+"""Scoring hallucination detectors per token and per answer, and the output-confidence baselines.
+
+Liang & Wang (arXiv 2512.20949) report accuracy, recall and detection at a low
+false-positive rate; Obeso et al. (arXiv 2509.03531) AUROC per token and per span. Here
+every detector gives one score per generated token (higher = more likely hallucinated);
+an answer's score is the max over its tokens. Baselines from the outputs alone
+(:func:`confidence_scores`): ``1 - max probability`` and the entropy of the next-token
+distribution that produced the token.
+
+Example:
+    >>> import numpy as np
+    >>> y = np.array([1, 0, 0, 0, 1, 0]); answer = np.array([0, 0, 1, 1, 2, 2])
+    >>> s = np.array([0.9, 0.2, 0.1, 0.3, 0.6, 0.1])
+    >>> m = detection_metrics(y, s, answer, threshold=0.5)
+    >>> m["token"]["auroc"], m["answer"]["auroc"], m["answer"]["recall"], m["answer"]["n_positive"]
+    (1.0, 1.0, 1.0, 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from steerlab.probes.metrics import auroc, detection_counts, group_max, recall_at_fpr
+
+FPR_LEVELS = (0.01, 0.05, 0.10)
+
+
+def confidence_scores(max_prob: np.ndarray, entropy: np.ndarray) -> dict[str, np.ndarray]:
+    """The output-only baselines per token: ``{"max_prob": 1 - max_prob, "entropy": entropy}`` (``[n_tokens]`` each)."""
+    return {"max_prob": 1.0 - np.asarray(max_prob, dtype=np.float64), "entropy": np.asarray(entropy, dtype=np.float64)}
+
+
+def level_metrics(y01: np.ndarray, scores: np.ndarray, threshold: float | None) -> dict[str, float]:
+    """AUROC, recall at FPR <= 1/5/10 %, and accuracy/precision/recall of ``scores >= threshold``."""
+    y01, scores = np.asarray(y01), np.asarray(scores, dtype=np.float64)
+    out: dict[str, float] = {"auroc": auroc(y01, scores)}
+    out |= {f"recall@{round(level * 100)}%fpr": recall_at_fpr(y01, scores, level) for level in FPR_LEVELS}
+    if threshold is not None:
+        out |= detection_counts(y01, scores >= threshold)
+    out |= {"n": int(len(y01)), "n_positive": int((y01 == 1).sum())}
+    return out
+
+
+def detection_metrics(y_token: np.ndarray, scores: np.ndarray, answer_index: np.ndarray,
+                      threshold: float | None = None, answer_threshold: float | None = None) -> dict[str, Any]:
+    """``{"token": {...}, "answer": {...}}`` metrics of one detector.
+
+    Args:
+        y_token: [n_tokens] 0/1 token labels; an answer is hallucinated when any token is.
+        scores: [n_tokens] detector scores (higher = hallucinated).
+        answer_index: [n_tokens] answer of each token.
+        threshold: flag tokens with ``score >= threshold`` for accuracy/precision/recall
+            (None: those three are left out).
+        answer_threshold: the same for answer scores (default: ``threshold``).
+    """
+    _, answer_scores = group_max(scores, answer_index)
+    _, answer_labels = group_max(y_token, answer_index)
+    return {"token": level_metrics(y_token, scores, threshold),
+            "answer": level_metrics(answer_labels.astype(np.int64), answer_scores,
+                                    threshold if answer_threshold is None else answer_threshold)}
+
+
+def cross_val_scores(probe: Any, X: Any, y_token: np.ndarray, answer_index: np.ndarray, n_splits: int = 5,
+                     seed: int = 0) -> np.ndarray:
+    """Out-of-fold P(hallucinated) ``[n_tokens]`` of clones of ``probe``: folds keep whole answers
+    together and balance hallucinated answers across folds (sklearn ``StratifiedGroupKFold``)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    X = np.asarray(X)
+    answer_index = np.asarray(answer_index)
+    _, inverse = np.unique(answer_index, return_inverse=True)
+    answer_label = group_max(y_token, answer_index)[1][inverse]  # stratify by the answer's label
+    out = np.empty(len(X))
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for fit_rows, held_rows in folds.split(X, answer_label, groups=answer_index):
+        fitted = probe.clone().fit(X[fit_rows], y_token[fit_rows], groups=answer_index[fit_rows])
+        out[held_rows] = fitted.predict_proba(X[held_rows])[:, 1]
+    return out
+
+
+def method_table(results: dict[str, dict[str, Any]], keys: Sequence[str] = ("auroc", "recall@5%fpr")
+                 ) -> list[dict[str, Any]]:
+    """Rows ``{method, token auroc, ..., answer auroc, ...}`` from ``{method: detection_metrics(...)}``."""
+    rows = []
+    for method, metrics in results.items():
+        row: dict[str, Any] = {"method": method}
+        for level in ("token", "answer"):
+            row |= {f"{level} {key}": round(float(metrics[level][key]), 3) for key in keys}
+        rows.append(row)
+    return rows

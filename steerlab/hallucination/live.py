@@ -1,0 +1,63 @@
+"""Live scoring: a hallucination score for each token as the model generates it.
+
+Streams ``(token, P(hallucinated))`` pairs (Liang & Wang, arXiv 2512.20949; Obeso et al.,
+arXiv 2509.03531 run their probes the same way, token by token during generation).
+Decoding is greedy and each step runs one forward pass of the whole sequence so far
+through :meth:`ModelAdapter.forward`: the site function that reads the hidden state is
+attached for that forward only, so no hook outlives a step, whether the caller consumes
+the stream, stops early or an exception is raised. The scores equal the offline ones
+(:func:`~steerlab.hallucination.generation.generate_and_capture` + ``probe.predict_proba``)
+on the same tokens. Without a KV cache the cost grows with the square of the answer
+length: meant for answers of tens of tokens.
+
+Example:
+    >>> import steerlab
+    >>> from steerlab.hallucination import stream_scores
+    >>> model = steerlab.load_model("demo")                                          # doctest: +SKIP
+    >>> for token, score in stream_scores(model, probe, "q : where is bakli ? a :", layer=3):  # doctest: +SKIP
+    ...     print(f"{token} {score:.2f}")
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+
+from steerlab.hallucination.generation import stop_token_ids
+from steerlab.models.adapter import ModelAdapter
+from steerlab.models.tokenization import encode, pad
+
+
+def stream_scores(adapter: ModelAdapter, probe: Any, prompt: str, *, layer: int, site: str = "resid_post",
+                  max_new_tokens: int = 20) -> Iterator[tuple[str, float]]:
+    """Yield ``(token, P(hallucinated))`` for each greedily generated token, as soon as it is scored.
+
+    Args:
+        adapter: the model.
+        probe: a fitted token probe (``predict_proba`` on ``[n, d_model]``) for ``site`` at ``layer``.
+        prompt: the question.
+        layer, site: where the probe reads the hidden state.
+        max_new_tokens: stop after this many tokens (or at the EOS token, which is not yielded).
+    """
+    point = adapter.point(site, layer)
+    ids = encode(adapter.tokenizer, [prompt], max_length=adapter.context_length, strict=True)[0]
+    stop_ids = stop_token_ids(adapter)
+    pending: int | None = None  # generated, not yet scored
+    for step in range(max_new_tokens + 1):
+        seen: dict[str, torch.Tensor] = {}
+
+        def read_last(activation: torch.Tensor) -> None:
+            seen["h"] = activation[0, -1].detach().to("cpu", torch.float32)
+
+        with torch.no_grad():
+            logits = adapter.forward(pad([ids], pad_id=adapter.pad_token_id, side="right"), [(point, read_last)])
+        if pending is not None:
+            score = float(probe.predict_proba(seen["h"][None].numpy())[0, 1])
+            yield adapter.tokenizer.convert_ids_to_tokens(pending), score
+        if step == max_new_tokens:
+            return
+        pending = int(logits[0, -1].argmax())
+        if pending in stop_ids:
+            return
+        ids = ids + [pending]

@@ -1,0 +1,251 @@
+"""Token-level hallucination probes without a language model: losses, metrics, labels, probes, layer search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from steerlab.hallucination import losses
+from steerlab.hallucination.evaluation import cross_val_scores, detection_metrics
+from steerlab.hallucination.labels import reference_labels, spans_to_token_labels
+from steerlab.hallucination.layer_search import probe_objective, search_layer
+from steerlab.probes import HallucinationProbe, LinearTokenProbe, NotFittedError, ProbeInputError, TokenProbe
+from steerlab.probes.metrics import (auroc, best_f1_threshold, detection_counts, group_max, recall_at_fpr,
+                                     roc_curve)
+
+torch.set_num_threads(1)
+
+
+def planted_tokens(n_answers: int = 200, d: int = 12, tokens_per_answer: int = 3, nonlinear: bool = False,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Answers of a few tokens; the first token of some answers is hallucinated, visible in X.
+
+    Linear signal: a shift along x0. Nonlinear: sign(x0 * x1) (an XOR no linear probe reads).
+    """
+    rng = np.random.default_rng(seed)
+    n = n_answers * tokens_per_answer
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    groups = np.repeat(np.arange(n_answers), tokens_per_answer)
+    first = np.arange(n) % tokens_per_answer == 0
+    X[first, 2] += 3.0  # the entity token looks different from the rest of the answer
+    if nonlinear:
+        y = (first & (X[:, 0] * X[:, 1] > 0.3)).astype(np.int64)
+    else:
+        y = (first & (rng.random(n) < 0.4)).astype(np.int64)
+        X[:, 0] += 2.5 * y
+    return X, y, groups
+
+
+# ---------------------------------------------------------------- losses
+
+
+def test_focal_loss_reduces_to_bce_and_down_weights_easy_tokens():
+    z = torch.tensor([4.0, -1.0, 0.5, -3.0]); y = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+    assert torch.isclose(losses.focal_loss(z, y, gamma=0.0, alpha=0.5), bce)
+    assert losses.focal_loss(z, y, gamma=2.0) < bce  # easy tokens count less
+
+
+def test_span_losses():
+    z = torch.tensor([2.0, -1.0, -4.0, 1.0]); span = torch.tensor([0, 0, 1, 1]); label = torch.tensor([1.0, 0.0])
+    assert losses.segment_max(z, span, 2).tolist() == [2.0, 1.0]
+    # the smooth max tends to the max as the temperature goes to 0
+    assert torch.isclose(losses.soft_span_loss(z, span, label, temperature=1e-3), losses.max_span_loss(z, span, label),
+                         atol=1e-4)
+    expected = torch.tensor([np.logaddexp(2.0, -1.0), np.logaddexp(-4.0, 1.0)], dtype=torch.float32)
+    assert torch.allclose(losses.segment_logsumexp(z, span, 2), expected)
+    # sparsity: the probabilities of each span's non-top tokens
+    sparsity = (torch.sigmoid(torch.tensor(-1.0)) + torch.sigmoid(torch.tensor(-4.0))) / 2
+    assert torch.isclose(losses.sparsity_loss(z, span, 2), sparsity)
+    assert losses.sparsity_loss(z, torch.arange(4), 4) == 0  # one-token spans have nothing to sparsify
+    assert [losses.annealed_weight(e, 10) for e in (0, 5, 10, 30)] == [0.0, 0.5, 1.0, 1.0]
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_recall_at_fpr_on_a_hand_made_example():
+    # 10 right answers scored 0.0 .. 0.9, 4 hallucinated ones scored 0.95, 0.85, 0.5, 0.05
+    y = np.array([0] * 10 + [1] * 4)
+    s = np.r_[np.arange(10) / 10, [0.95, 0.85, 0.5, 0.05]]
+    assert recall_at_fpr(y, s, 0.01) == 0.25  # only 0.95 is above every negative
+    assert recall_at_fpr(y, s, 0.05) == 0.25
+    assert recall_at_fpr(y, s, 0.10) == 0.5   # threshold 0.85: one negative (0.9) flagged
+    assert recall_at_fpr(y, s, 0.50) == 0.75  # threshold 0.5: negatives 0.5 .. 0.9 flagged
+    assert np.isnan(recall_at_fpr(np.ones(3), np.arange(3), 0.1))
+    fpr, tpr, thresholds = roc_curve(y, s)
+    assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1 and np.isinf(thresholds[0])
+    assert np.isclose(np.trapezoid(tpr, fpr), auroc(y, s))
+
+
+def test_detection_counts_threshold_and_group_max():
+    assert detection_counts([1, 1, 0, 0], [True, False, True, False]) == {"accuracy": 0.5, "precision": 0.5,
+                                                                           "recall": 0.5}
+    assert best_f1_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.35
+    ids, top = group_max(np.array([0.2, 0.7, 0.1, 0.4]), np.array(["b", "a", "a", "b"]))
+    assert ids.tolist() == ["a", "b"] and top.tolist() == [0.7, 0.4]
+
+
+def test_detection_metrics_per_token_and_answer():
+    y = np.array([1, 0, 0, 0, 1, 0]); answer = np.array([0, 0, 1, 1, 2, 2])
+    s = np.array([0.9, 0.2, 0.6, 0.3, 0.4, 0.1])
+    m = detection_metrics(y, s, answer, threshold=0.5)
+    assert m["answer"]["n"] == 3 and m["answer"]["n_positive"] == 2
+    assert m["answer"]["auroc"] == 0.5  # answer scores 0.9, 0.6, 0.4 for labels 1, 0, 1
+    assert m["token"]["auroc"] == 0.875
+    assert m["token"]["precision"] == 0.5 and m["token"]["recall"] == 0.5
+    assert set(m["token"]) >= {"recall@1%fpr", "recall@5%fpr", "recall@10%fpr", "accuracy"}
+
+
+# ---------------------------------------------------------------- labels
+
+
+def test_reference_labels_mark_wrong_entity_tokens():
+    tokens = ["draimmir", ".", "teshan", ".", ".", "new", "york", "."]
+    answer = np.array([0, 0, 1, 1, 2, 3, 3, 3])
+    labels = reference_labels(tokens, answer, ["draimmir", "sokdrouk", "x", "New York", "never answered"])
+    assert labels.token.tolist() == [0, 0, 1, 0, 1, 0, 0, 0]  # an empty entity marks the whole answer
+    assert labels.answer.tolist() == [0, 1, 1, 0, 1]  # no token at all: wrong
+
+
+def test_spans_to_token_labels_through_offsets(demo_tokenizer):
+    text = "bakli is in sokdrouk . teshan is big"
+    labels, answer = spans_to_token_labels(text, [(12, 20, 1), (0, 5, 0)], demo_tokenizer)
+    assert labels.tolist() == [0, 0, 0, 1, 0, 0, 0, 0] and answer == 1
+    # a span covering part of a word flags the whole token; with special tokens <bos> stays 0
+    labels, _ = spans_to_token_labels(text, [(14, 15, 1)], demo_tokenizer, add_special_tokens=True)
+    assert labels.tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 0]
+    assert spans_to_token_labels(text, [], demo_tokenizer)[1] == 0
+    with pytest.raises(ValueError, match="outside the text"):
+        spans_to_token_labels(text, [(30, 99, 1)], demo_tokenizer)
+    with pytest.raises(ValueError, match="0 or 1"):
+        spans_to_token_labels(text, [(0, 5, 2)], demo_tokenizer)
+    with pytest.raises(ValueError, match=r"\(start_char, end_char, label\)"):
+        spans_to_token_labels(text, [(0, 5)], demo_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def demo_tokenizer():
+    from steerlab.world.tokenizer import build_tokenizer
+    from steerlab.world.world import generate_world
+
+    return build_tokenizer(generate_world(seed=0))
+
+
+# ---------------------------------------------------------------- probes
+
+
+@pytest.mark.parametrize("cls", [HallucinationProbe, LinearTokenProbe])
+def test_probe_input_errors(cls):
+    X, y, groups = planted_tokens(40)
+    probe = cls(max_epochs=2)
+    with pytest.raises(NotFittedError, match="fit"):
+        probe.predict_proba(X)
+    with pytest.raises(ProbeInputError, match="no rows"):
+        probe.fit(np.zeros((0, 12)), [])
+    with pytest.raises(ProbeInputError, match="only one class"):
+        probe.fit(X, np.zeros(len(X)))
+    bad = X.copy(); bad[3, 2] = np.nan
+    with pytest.raises(ProbeInputError, match="NaN"):
+        probe.fit(bad, y)
+    with pytest.raises(ProbeInputError, match="one label per row"):
+        probe.fit(X, y[:-1])
+    with pytest.raises(ProbeInputError, match="one group per row"):
+        probe.fit(X, y, groups=groups[:-1])
+    with pytest.raises(ProbeInputError, match="select a layer"):
+        probe.fit(np.stack([X, X], axis=1), y)
+    with pytest.raises(ProbeInputError, match="normalize"):
+        probe.clone(normalize="zscore").fit(X, y)
+    probe.fit(X, y, groups=groups)
+    with pytest.raises(ProbeInputError, match="width d=5"):
+        probe.predict_proba(X[:, :5])
+
+
+def test_mlp_learns_a_nonlinear_planted_signal_that_a_linear_probe_cannot():
+    X, y, groups = planted_tokens(400, nonlinear=True)
+    X_test, y_test, groups_test = planted_tokens(200, nonlinear=True, seed=1)
+    mlp = HallucinationProbe(hidden=(64,)).fit(X, y, groups=groups)
+    linear = LinearTokenProbe().fit(X, y, groups=groups)
+    mlp_auroc = auroc(y_test, mlp.predict_proba(X_test)[:, 1])
+    linear_auroc = auroc(y_test, linear.predict_proba(X_test)[:, 1])
+    assert mlp_auroc > 0.95, mlp_auroc
+    assert linear_auroc < 0.75, linear_auroc
+    assert mlp.predict_proba(X_test).shape == (600, 2)
+    assert np.allclose(mlp.predict_proba(X_test).sum(1), 1)
+    assert mlp.score(X_test, y_test) > 0.9
+    assert 0 < mlp.threshold_ < 1 and mlp.best_epoch_ < mlp.n_epochs_ <= mlp.max_epochs
+
+
+def test_linear_baseline_learns_a_linear_signal():
+    X, y, groups = planted_tokens(300)
+    X_test, y_test, _ = planted_tokens(200, seed=1)
+    probe = LinearTokenProbe().fit(X, y, groups=groups)
+    assert auroc(y_test, probe.decision_function(X_test)) > 0.95
+    assert probe.n_epochs_ > probe.anneal_epochs  # early stopping waits for the annealing
+    assert sum(p.numel() for p in probe.network_.parameters()) == 13  # one weight per feature + bias
+
+
+def test_fit_is_seeded_deterministic_and_leaves_the_global_rng_alone():
+    X, y, groups = planted_tokens(100)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = HallucinationProbe(max_epochs=15).fit(X, y, groups=groups).predict_proba(X)
+    after = torch.rand(1)
+    b = HallucinationProbe(max_epochs=15).fit(X, y, groups=groups).predict_proba(X)
+    c = HallucinationProbe(max_epochs=15, random_state=1).fit(X, y, groups=groups).predict_proba(X)
+    assert torch.equal(before, after)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("cls, kwargs", [(HallucinationProbe, {"hidden": (16, 8), "normalize": "layer_norm"}),
+                                         (LinearTokenProbe, {"anneal_epochs": 3})])
+def test_save_load_round_trip(tmp_path, cls, kwargs):
+    X, y, groups = planted_tokens(60)
+    probe = cls(max_epochs=8, **kwargs).fit(X, y, groups=groups)
+    path = probe.save(tmp_path / "probe")
+    assert path.suffix == ".safetensors" and (tmp_path / "probe.json").is_file()
+    loaded = TokenProbe.load(tmp_path / "probe")
+    assert type(loaded) is cls and loaded.get_params() == probe.get_params()
+    assert np.array_equal(loaded.predict_proba(X), probe.predict_proba(X))
+    assert loaded.threshold_ == probe.threshold_ and loaded.history_ == probe.history_
+    assert repr(loaded) == repr(probe) and "fitted: d=12" in repr(probe)
+    other = LinearTokenProbe if cls is HallucinationProbe else HallucinationProbe
+    with pytest.raises(ValueError, match=f"not a {other.__name__}"):
+        other.load(tmp_path / "probe")
+    with pytest.raises(FileExistsError):
+        probe.save(tmp_path / "probe")
+
+
+def test_repr_names_changed_parameters():
+    assert repr(HallucinationProbe(span_weight=0.0)) == "HallucinationProbe(span_weight=0.0)  [not fitted]"
+
+
+def test_cross_val_scores_keep_answers_whole():
+    X, y, groups = planted_tokens(300)
+    scores = cross_val_scores(LinearTokenProbe(), X, y, groups, n_splits=3)
+    assert scores.shape == (900,) and auroc(y, scores) > 0.9
+
+
+# ---------------------------------------------------------------- layer search
+
+
+def test_optuna_finds_the_planted_layer_with_fewer_fits_than_layers():
+    rng = np.random.default_rng(0)
+    n_layers, planted = 12, 8
+    _, y, groups = planted_tokens(150, d=6)
+    hidden = rng.normal(size=(len(y), n_layers, 6)).astype(np.float32)
+    for layer in range(n_layers):  # signal strongest at the planted layer, fading with distance
+        hidden[:, layer, 0] += 2.5 * np.exp(-abs(layer - planted) / 1.5) * y
+    objective = probe_objective(LinearTokenProbe(max_epochs=40, anneal_epochs=5), hidden, list(range(n_layers)), y,
+                                groups)
+    result = search_layer(objective, list(range(n_layers)), n_trials=8, n_startup_trials=3, seed=0, exhaustive=True)
+    assert result.exhaustive_best_layer == planted
+    assert result.best_layer == planted and result.n_fits < n_layers
+    assert len(result.trials) == 8 and result.to_dict()["exhaustive"][str(planted)] == round(result.best_value, 4)
+
+
+def test_search_layer_refuses_no_layers():
+    with pytest.raises(ValueError, match="empty"):
+        search_layer(lambda layer: 0.0, [])
