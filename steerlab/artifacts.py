@@ -33,6 +33,14 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return base.with_suffix(".safetensors"), base.with_suffix(".json")
 
 
+def artifact_kind(path: str | os.PathLike) -> str | None:
+    """The ``kind`` recorded in ``path.json`` ("probe", "steering_vector", ...), without reading the tensors."""
+    _, json_path = _paths(path)
+    if not json_path.is_file():
+        raise FileNotFoundError(f"Missing {json_path}: an artifact is a .safetensors file plus a .json file.")
+    return json.loads(json_path.read_text()).get("kind")
+
+
 def save_artifact(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *,
                   kind: str, overwrite: bool = False) -> Path:
     """Write ``path.safetensors`` + ``path.json``; refuses to replace existing files unless ``overwrite``."""

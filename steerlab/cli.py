@@ -229,7 +229,7 @@ def _run_probe(args: argparse.Namespace) -> int:
 
 def _run_steer(args: argparse.Namespace) -> int:
     import steerlab
-    from steerlab.artifacts import load_artifact
+    from steerlab.artifacts import artifact_kind
     from steerlab.report.terminal import text_table
     from steerlab.steering import SteeringVector
 
@@ -237,8 +237,7 @@ def _run_steer(args: argparse.Namespace) -> int:
     if not prompts:
         raise ValueError("no prompts given; pass them as arguments or with --file.")
     model = steerlab.load_model(args.model, backend=args.backend)
-    _, metadata = load_artifact(args.vector)
-    if metadata.get("kind") == "steering_vector":
+    if artifact_kind(args.vector) == "steering_vector":
         vector = SteeringVector.load(args.vector)
     else:  # a probe artifact: its direction at one layer
         from steerlab.probes import load_probe
@@ -278,6 +277,21 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(text_table([{"layer": layer, "accuracy": accuracy} for layer, accuracy in enumerate(probes["held_out_accuracy"])]))
     print(f"  transfer AUROC ~ Mahalanobis cosine: R^2 = {probes['transfer_r2']['mahalanobis']['r2']:.2f}")
     print(_steering_line(metrics["steering"]["truth"]))
+    hallucination = metrics["hallucination"]
+    print(f"  hallucination detection on {hallucination['methods']['mlp']['answer']['n']} QA answers "
+          f"(layer {hallucination['layer']}):")
+    print(text_table([{"method": name, "token AUROC": result["token"]["auroc"], "answer AUROC": result["answer"]["auroc"],
+                       "answer recall@5% FPR": result["answer"]["recall@5%fpr"]}
+                      for name, result in hallucination["methods"].items()]))
+    sae = metrics["sae"]
+    quality = next(row for row in sae["quality"] if row["name"] == sae["sae_name"])
+    print(f"  SAE {sae['sae_name']}: explained variance {quality['explained_variance']:.3f}, L0 {quality['l0']:.1f}, "
+          f"CE +{quality['ce_increase']:.3f} nats; detection AUROC / steering efficacy at KL "
+          f"{sae['concepts']['truth']['kl_budget']}:")
+    print(text_table([{"method": row["method"], **{f"{concept} {key}": next(
+        (r[field] for r in sae["concepts"][concept]["comparison"] if r["method"] == row["method"]), None)
+        for concept in ("truth", "sentiment") for key, field in (("AUROC", "detection_auroc"), ("efficacy", "efficacy"))}}
+        for row in sae["concepts"]["truth"]["comparison"]]))
     print(f"  timings (s): {metrics['timings']}")
     return 0
 

@@ -32,7 +32,15 @@ def test_metrics_follow_the_schema_and_show_the_findings(demo_run):
     # The demo model completes this held-out template negatively ("bland ."), so +alpha is the direction
     # with room to move; -alpha has none left and is reported, not asserted.
     assert sentiment["positive_rate_plus"] >= sentiment["positive_rate_unsteered"] + 0.3  # >= 60% of completions
-    assert set(metrics["timings"]) == {"capture", "probes", "steering", "report"}
+    assert set(metrics["timings"]) == {"capture", "probes", "steering", "hallucination", "sae", "report"}
+    hallucination = metrics["hallucination"]
+    assert set(hallucination["methods"]) == {"mlp", "linear", "max_prob", "entropy"}
+    assert hallucination["methods"]["mlp"]["answer"]["auroc"] >= 0.75  # measured 0.83; confidence 0.90
+    assert hallucination["layer_search"]["best_layer"] in range(metrics["model"]["n_layers"])
+    sae = metrics["sae"]
+    assert min(row["explained_variance"] for row in sae["quality"]) >= 0.8
+    truth = {row["method"]: row for row in sae["concepts"]["truth"]["comparison"]}
+    assert truth["diff_means"]["detection_auroc"] >= 0.9 and truth["random"]["efficacy"] <= 0.1
 
 
 def test_artifacts_load_back(demo_run):
@@ -50,8 +58,17 @@ def test_report_is_one_self_contained_page(demo_run):
     assert page.count("plotly.js v") <= 2 and "Plotly.newPlot" in page  # plotly.js embedded once, figures drawn
     assert "cdn.plot.ly" not in page.split("Plotly.newPlot")[0].lower()[-2000:]
     for heading in ("Where truth lives", "transfer across domains", "Steering with the truth direction",
-                    "Steering sentiment"):
+                    "Steering sentiment", "Hallucination detection", "Confidently wrong answers",
+                    "SAE features vs supervised directions: truth", "Detect vs steer"):
         assert heading in page
+
+
+def test_the_report_rebuilds_from_the_saved_sections(demo_run, tmp_path):
+    from steerlab.report.sections_file import load_sections
+
+    titles = [section.title for section in load_sections(demo_run)]
+    assert titles[0] == "Where truth lives" and titles[-1] == "Run" and len(titles) >= 10
+    assert any(title.startswith("SAE") for title in titles)
 
 
 def test_an_existing_output_is_not_overwritten_without_the_flag(demo_run, capsys):

@@ -1,8 +1,9 @@
 """``steerlab demo``: the probe-then-steer pipeline on the embedded demo model.
 
 capture -> probe sweep on the truth domains -> transfer across domains -> calibrated
-truth steering with a random control -> sentiment steering examples, then
-``metrics.json``, the probe and vector artifacts and a self-contained ``report.html``.
+truth steering with a random control -> sentiment steering examples -> token-level
+hallucination detection -> SAE feature comparison, then ``metrics.json``, the probe and
+vector artifacts and a self-contained ``report.html``.
 
 ``metrics.json`` schema (version 1):
 
@@ -14,6 +15,10 @@ truth steering with a random control -> sentiment steering examples, then
 * ``steering``: for the mass-mean truth direction, the chosen layer and alpha, calibration and test flip rates, the random
   control's, KL and perplexity on neutral text (see :mod:`steerlab.pipeline.truth_steering`),
   and ``sentiment`` examples with lexicon rates;
+* ``hallucination``: detectors side by side on the demo QA test set (schema in
+  :mod:`steerlab.pipeline.hallucination_stage`);
+* ``sae``: SAE quality, alignment, feature probes and the detection / steering comparison
+  (schema in :mod:`steerlab.pipeline.sae_stage`);
 * ``timings`` (seconds per stage) and ``versions`` (steerlab, torch, transformers).
 """
 
@@ -40,6 +45,8 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
     """Run the pipeline; returns the metrics written to ``out/metrics.json``."""
     import steerlab
     from steerlab.datasets import load, split_by_group
+    from steerlab.pipeline.hallucination_stage import run_hallucination_stage
+    from steerlab.pipeline.sae_stage import run_sae_stage
     from steerlab.pipeline.truth_steering import calibrate_truth_steering
     from steerlab.probes import DiffMeans, RaptorProbe, sweep, transfer_matrix
     from steerlab.report import write_report
@@ -105,6 +112,12 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
                               for p, a, b, c in zip(prompts, plain, steered[1.0], steered[-1.0])]}
     lap("steering")
 
+    # The later stages: each returns its metrics and its report sections.
+    hallucination, hallucination_sections = run_hallucination_stage(adapter, progress=progress)
+    lap("hallucination")
+    sae, sae_sections = run_sae_stage(adapter, progress=progress)
+    lap("sae")
+
     artifacts = out / "artifacts"
     probe.save(artifacts / "raptor_cities")
     if truth.vector is not None:
@@ -118,11 +131,14 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
                    "transfer": transfer.to_records(), "transfer_r2": transfer.fit_r2()},
         "steering": {"truth": truth.results, "truth_sweep": truth.sweep.to_records(), "truth_examples": examples,
                      "sentiment": sentiment},
+        "hallucination": hallucination,
+        "sae": sae,
         "timings": timings,
         "versions": versions(),
     }
     stages = {"probes": _probe_sections(metrics["probes"], table, transfer),
-              "steering": _steering_sections(metrics["steering"], truth)}
+              "steering": _steering_sections(metrics["steering"], truth),
+              "hallucination": hallucination_sections, "sae": sae_sections}
     for stage, sections in stages.items():
         save_sections(out, stage, sections)
     lap("report")

@@ -27,10 +27,11 @@ answers -> a few answers scored live, token by token.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
+
+from steerlab.pipeline.output import StageClock
 
 CONFIDENT = 0.9  # "confidently wrong": the first answer token had max probability above this
 METHODS = ("mlp", "linear", "max_prob", "entropy")
@@ -54,13 +55,8 @@ def run_hallucination_stage(adapter: Any, progress: bool = True) -> tuple[dict[s
     from steerlab.probes import HallucinationProbe, LinearTokenProbe
     from steerlab.probes.metrics import best_f1_threshold
 
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        timings[stage] = round(time.perf_counter() - clock, 2)
-        clock = time.perf_counter()
+    clock = StageClock()
+    lap, timings = clock.lap, clock.timings
 
     qa = {split: load("demo/qa", split=split) for split in ("train", "test")}
     gen = {split: generation.generate_and_capture(adapter, qa[split].texts, progress=progress) for split in qa}

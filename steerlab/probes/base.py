@@ -231,7 +231,7 @@ class LinearProbe:
 
 
 def load_probe(path: str | os.PathLike) -> LinearProbe:
-    """Load any saved probe or direction; the class is read from the metadata.
+    """Load any saved probe or direction (token-level hallucination probes too); the class is read from the metadata.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -241,6 +241,12 @@ def load_probe(path: str | os.PathLike) -> LinearProbe:
         >>> np.allclose(load_probe(path).coef_, p.coef_)
         True
     """
+    from steerlab.artifacts import artifact_kind
+
+    if artifact_kind(path) == "token_probe":
+        from steerlab.probes.hallucination import TokenProbe
+
+        return TokenProbe.load(path)
     return LinearProbe.load(path)
 
 
