@@ -14,6 +14,10 @@ Protocol:
    grouped by answer (stratified by answer label), 3 seeds, at the stage's layer; each
    term of the joint loss switched off in turn. This is the measurement behind the
    default loss weights of :class:`steerlab.probes.HallucinationProbe`.
+4. What the probe reads (a diagnostic on the test split, 3 seeds, every layer): the token's
+   own state (the papers), the producing state one position earlier, both, and both plus
+   the two output-confidence numbers (steerlab's ``mlp_plus``, whose layer the stage picks
+   on validation data, not here).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ ABLATION = {
     "layer norm instead of standardisation": {"normalize": "layer_norm"},
 }
 SEEDS = (0, 1, 2)
+INPUTS = (("token state (papers)", "token", False), ("producing state", "producing", False),
+          ("token + producing states", "both", False), ("token + producing states + confidence", "both", True))
 
 
 def main() -> None:
@@ -58,18 +64,16 @@ def main() -> None:
     layer = metrics["layer"]
 
     splits = {split: load("demo/qa", split=split) for split in ("train", "test")}
-    gen = {split: generate_and_capture(model, splits[split].texts, layers=[layer], progress=False) for split in splits}
+    gen = {split: generate_and_capture(model, splits[split].texts, progress=False) for split in splits}
     y = {split: reference_labels(gen[split].tokens, gen[split].answer_index, splits[split].answers).token
          for split in splits}
 
-    seeds = {}
-    for name, cls in (("mlp", HallucinationProbe), ("linear", LinearTokenProbe)):
-        runs = []
-        for seed in SEEDS:
-            probe = cls(random_state=seed).fit(gen["train"].layer(layer), y["train"], groups=gen["train"].answer_index)
-            scores = probe.predict_proba(gen["test"].layer(layer))[:, 1]
-            runs.append(detection_metrics(y["test"], scores, gen["test"].answer_index))
-        seeds[name] = _spread(runs)
+    seeds = {name: _test_runs(cls, gen, y, (layer, "token", False))
+             for name, cls in (("mlp", HallucinationProbe), ("linear", LinearTokenProbe))}
+    plus = metrics["probe_inputs"]["mlp_plus"]
+    seeds["mlp_plus"] = _test_runs(HallucinationProbe, gen, y, (plus["layer"], plus["state"], plus["confidence"]))
+    inputs = {f"{label}, layer {read_layer}": _test_runs(HallucinationProbe, gen, y, (read_layer, state, confidence))
+              for label, state, confidence in INPUTS for read_layer in gen["train"].layers}
 
     ablation = {}
     X, answers = gen["train"].layer(layer).numpy(), gen["train"].answer_index
@@ -85,12 +89,23 @@ def main() -> None:
     baselines = {name: detection_metrics(y["train"], scores, answers) for name, scores in
                  (("1 - max probability", 1 - gen["train"].max_prob), ("entropy", gen["train"].entropy))}
 
-    results = {"stage": metrics, "seed_spread": seeds, "ablation": ablation, "ablation_baselines": baselines,
+    results = {"stage": metrics, "seed_spread": seeds, "inputs": inputs, "ablation": ablation,
+               "ablation_baselines": baselines,
                "seconds": round(time.perf_counter() - start, 1), "torch_threads": torch.get_num_threads()}
     with open(args.out, "w") as handle:
         json.dump(results, handle, indent=1, allow_nan=False)
     write_markdown(results, args.out.removesuffix(".json") + ".md")
     print(f"wrote {args.out} and its .md in {results['seconds']} s")
+
+
+def _test_runs(cls: type, gen: dict, y: dict, read: tuple[int, str, bool]) -> dict:
+    """Fit on train with each seed, score the test split; mean and spread."""
+    runs = []
+    for seed in SEEDS:
+        probe = cls(random_state=seed).fit(gen["train"].features(*read), y["train"], groups=gen["train"].answer_index)
+        scores = probe.predict_proba(gen["test"].features(*read))[:, 1]
+        runs.append(detection_metrics(y["test"], scores, gen["test"].answer_index))
+    return _spread(runs)
 
 
 def _spread(runs: list[dict]) -> dict:
@@ -143,6 +158,12 @@ def write_markdown(results: dict, path: str) -> None:
     for role, r in stage["by_role"].items():
         if r["n_wrong"]:
             lines.append(f"| {role} | {r['n_wrong']} | " + " | ".join(_f(r["recall"][k]) for k in METHODS) + " |")
+    lines += ["", "## What the MLP reads (test split, seeds 0-2, every layer: a diagnostic, not a selection)", "",
+              "The papers probe each answer token's own state (the token as input). The state one position earlier "
+              "produced the token: its next-token distribution is where the output confidence comes from.", "",
+              "| input | token AUROC | answer AUROC | answer recall@5% FPR |", "|---|---|---|---|"]
+    for name, r in results["inputs"].items():
+        lines.append(f"| {name} | {_ms(r['token_auroc'])} | {_ms(r['answer_auroc'])} | {_ms(r['answer_recall@5%fpr'])} |")
     s = stage["layer_search"]
     lines += ["", "## Layer choice: optuna TPE vs the exhaustive sweep", "",
               f"TPE (seed 0, 2 start-up trials, 6 trials) chose layer {s['best_layer']} after {s['n_fits']} probe fits "

@@ -34,8 +34,9 @@ def test_metrics_follow_the_schema_and_show_the_findings(demo_run):
     assert sentiment["positive_rate_plus"] >= sentiment["positive_rate_unsteered"] + 0.3  # >= 60% of completions
     assert set(metrics["timings"]) == {"capture", "probes", "steering", "hallucination", "sae", "report"}
     hallucination = metrics["hallucination"]
-    assert set(hallucination["methods"]) == {"mlp", "linear", "max_prob", "entropy"}
+    assert set(hallucination["methods"]) == {"mlp", "mlp_plus", "linear", "max_prob", "entropy"}
     assert hallucination["methods"]["mlp"]["answer"]["auroc"] >= 0.75  # measured 0.83; confidence 0.90
+    assert hallucination["methods"]["mlp_plus"]["answer"]["auroc"] >= 0.91  # measured 0.943
     assert hallucination["layer_search"]["best_layer"] in range(metrics["model"]["n_layers"])
     sae = metrics["sae"]
     assert min(row["explained_variance"] for row in sae["quality"]) >= 0.8

@@ -67,6 +67,12 @@ def test_capture_matches_the_generation_pass_and_a_plain_hf_forward(model, qa):
         rows = np.flatnonzero(gen.answer_index == answer)
         expected = reference[:, -len(rows):].transpose(0, 1)  # [answer tokens, n_layers, d]
         torch.testing.assert_close(gen.hidden[rows], expected, atol=1e-4, rtol=0)
+        # the producing states sit one position earlier: the prompt's last token, then the answer's own
+        before = reference[:, -len(rows) - 1:-1].transpose(0, 1)
+        torch.testing.assert_close(gen.producing[rows], before, atol=1e-4, rtol=0)
+    both = gen.features(2, state="both", confidence=True)
+    assert both.shape == (len(gen), 2 * model.d_model + 2)
+    assert torch.equal(both[:, :model.d_model], gen.layer(2)) and np.allclose(both[:, -2].numpy(), gen.max_prob)
 
 
 def test_token_confidence_features(model, qa, generated):
@@ -96,7 +102,7 @@ def test_capture_answers_lines_up_with_span_labels(model):
         gen.layer(0)
 
 
-def test_live_scores_equal_offline_scores_and_leave_no_hooks(model, qa, probe):
+def test_live_scores_equal_offline_scores_and_leave_no_hooks(model, qa, probe, generated):
     prompts = qa.texts[:3]
     offline = generate_and_capture(model, prompts, layers=[2], progress=False)
     expected = probe.predict_proba(offline.layer(2))[:, 1]
@@ -113,6 +119,14 @@ def test_live_scores_equal_offline_scores_and_leave_no_hooks(model, qa, probe):
                                                                  [0, 1] * 20)
         with pytest.raises(ProbeInputError, match="width"):
             list(stream_scores(model, wrong_layer_probe, prompts[0], layer=2))
+    # steerlab's variant: both states and the output confidence, streamed the same way
+    labels = reference_labels(generated.tokens, generated.answer_index, qa.answers)
+    plus = HallucinationProbe(max_epochs=20).fit(generated.features(2, "both", confidence=True), labels.token,
+                                                 groups=generated.answer_index)
+    expected_plus = plus.predict_proba(offline.features(2, "both", confidence=True))[:, 1]
+    for i, prompt in enumerate(prompts):
+        streamed = [score for _, score in stream_scores(model, plus, prompt, layer=2, state="both", confidence=True)]
+        assert np.allclose(streamed, expected_plus[offline.answer_index == i], atol=1e-5)
     ids = model.tokenize(prompts)
     with torch.no_grad():
         before = model.forward(ids)
@@ -127,7 +141,7 @@ def test_stage_runs_with_expected_metrics(model):
     metrics, sections = run_hallucination_stage(model, progress=False)
     json.dumps(metrics, allow_nan=False)  # JSON-able, NaN written as None
     assert metrics["data"]["test"]["answers"] == 334 and metrics["data"]["test"]["wrong_answers"] >= 60
-    assert set(metrics["methods"]) == {"mlp", "linear", "max_prob", "entropy"}
+    assert set(metrics["methods"]) == {"mlp", "mlp_plus", "linear", "max_prob", "entropy"}
     for name, result in metrics["methods"].items():
         for level in ("token", "answer"):
             assert set(result[level]) >= {"auroc", "recall@1%fpr", "recall@5%fpr", "recall@10%fpr", "accuracy",
@@ -137,6 +151,11 @@ def test_stage_runs_with_expected_metrics(model):
     assert metrics["methods"]["mlp"]["answer"]["auroc"] > 0.75
     assert metrics["methods"]["mlp"]["token"]["auroc"] > 0.85
     assert metrics["methods"]["max_prob"]["answer"]["auroc"] > 0.85  # the model card's 0.90 confidence AUROC
+    # steerlab's variant (token + producing states + confidence) beats confidence: measured 0.943 vs 0.901
+    best_confidence = max(metrics["methods"][name]["answer"]["auroc"] for name in ("max_prob", "entropy"))
+    assert metrics["methods"]["mlp_plus"]["answer"]["auroc"] > best_confidence + 0.01
+    assert metrics["probe_inputs"]["mlp_plus"] == {"layer": metrics["layer_search_plus"]["best_layer"], "state": "both",
+                                                   "confidence": True}
     search = metrics["layer_search"]
     assert search["best_layer"] == metrics["layer"] and 1 <= search["n_fits"] <= 4
     assert set(search["exhaustive"]) == {"0", "1", "2", "3"} and search["exhaustive_best_layer"] in range(4)

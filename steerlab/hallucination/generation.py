@@ -8,6 +8,13 @@ position depends only on the tokens up to it (tests check it against the states 
 during generation to 1e-4). The same forward gives the next-token distribution that
 produced each token, for the output-confidence baselines (1 - max probability, entropy).
 
+Two states belong to each generated token: its own (``hidden``: the token as input, what
+the papers probe) and the *producing* state one position earlier (``producing``: the
+state whose next-token distribution chose it, where the model's uncertainty lives).
+``GeneratedTokens.features(layer, state="both", confidence=True)`` concatenates them and
+the two output-confidence numbers; on the demo model that lifts the MLP probe above output
+confidence alone (``benchmarks/results_hallucination.md``).
+
 Example:
     >>> import steerlab
     >>> from steerlab.hallucination import generate_and_capture
@@ -40,6 +47,7 @@ class GeneratedTokens:
         answers: [n_answers] decoded answer text (special tokens dropped).
         answer_token_ids: [n_answers] the generated ids of each answer (stop token excluded).
         hidden: [n, n_layers, d_model] float32 hidden states at ``site`` of each token.
+        producing: [n, n_layers, d_model] the states one position earlier, which produced each token.
         layers, site: where ``hidden`` was read (``hidden[:, i]`` is layer ``layers[i]``).
         token_ids: [n] int64; tokens: [n] token strings.
         answer_index: [n] which answer each token belongs to (the span / group id).
@@ -53,6 +61,7 @@ class GeneratedTokens:
     answers: list[str]
     answer_token_ids: list[list[int]]
     hidden: torch.Tensor
+    producing: torch.Tensor
     layers: list[int]
     site: str
     token_ids: np.ndarray
@@ -77,6 +86,19 @@ class GeneratedTokens:
         if layer not in self.layers:
             raise ValueError(f"Layer {layer} was not captured (captured: {self.layers}); capture it with layers=[...].")
         return self.hidden[:, self.layers.index(layer)]
+
+    def features(self, layer: int, state: str = "token", confidence: bool = False) -> torch.Tensor:
+        """Probe inputs at one layer: ``"token"`` ``[n, d]`` (the token's own state, as in the papers),
+        ``"producing"`` ``[n, d]`` (the state that predicted it) or ``"both"`` ``[n, 2d]`` (token, producing);
+        with ``confidence``, two more columns: ``max_prob`` and ``entropy``."""
+        own = self.layer(layer)
+        producing = self.producing[:, self.layers.index(layer)]
+        scores = torch.as_tensor(np.stack([self.max_prob, self.entropy], axis=1), dtype=own.dtype)
+        return probe_features(own, producing, scores if confidence else None, state)
+
+    def all_layer_features(self, state: str = "token", confidence: bool = False) -> torch.Tensor:
+        """:meth:`features` at every captured layer: ``[n, n_layers, width]`` (for layer searches)."""
+        return torch.stack([self.features(layer, state, confidence) for layer in self.layers], dim=1)
 
     def __repr__(self) -> str:
         return (f"GeneratedTokens(n_answers={self.n_answers}, n_tokens={len(self)}, layers={self.layers}, "
@@ -139,7 +161,7 @@ def capture_token_ids(adapter: ModelAdapter, prompt_ids: list[list[int]], answer
     validate_site(site)
     layer_list = resolve_layers(layers, adapter.n_layers)
     points = [adapter.point(site, layer) for layer in layer_list]
-    rows: dict[str, list] = {key: [] for key in ("hidden", "token_ids", "answer_index", "position", "max_prob",
+    rows: dict[str, list] = {key: [] for key in ("hidden", "producing", "token_ids", "answer_index", "position", "max_prob",
                                                    "entropy", "token_prob")}
     with torch.no_grad():
         for start in tqdm(range(0, len(prompt_ids), batch_size), desc="capture answers", unit="batch",
@@ -152,18 +174,20 @@ def capture_token_ids(adapter: ModelAdapter, prompt_ids: list[list[int]], answer
     token_ids = np.concatenate(rows["token_ids"]).astype(np.int64)
     return GeneratedTokens(
         prompts=list(prompts), answers=adapter.tokenizer.batch_decode(answer_ids, skip_special_tokens=True),
-        answer_token_ids=[list(ids) for ids in answer_ids], hidden=torch.cat(rows["hidden"]), layers=layer_list,
+        answer_token_ids=[list(ids) for ids in answer_ids], hidden=torch.cat(rows["hidden"]),
+        producing=torch.cat(rows["producing"]), layers=layer_list,
         site=site, token_ids=token_ids, tokens=adapter.tokenizer.convert_ids_to_tokens(token_ids.tolist()),
         **{key: np.concatenate(rows[key]) for key in ("answer_index", "position", "max_prob", "entropy", "token_prob")},
         model_name=adapter.name)
 
 
 def forward_answers(adapter: ModelAdapter, points: list, prompt_ids: list[list[int]], answers: list[list[int]]
-                    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Per answer: hidden ``[len, n_points, d]`` of its tokens and the logits ``[len, vocab]`` that produced them.
+                    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """Per answer: hidden ``[len, n_points, d]`` of its tokens, the producing states ``[len, n_points, d]``
+    and the logits ``[len, vocab]`` that produced them.
 
     One right-padded forward of prompt + answer; position ``P + j`` holds answer token ``j``,
-    position ``P + j - 1`` the distribution it was drawn from.
+    position ``P + j - 1`` the state and distribution it was drawn from.
     """
     full = [p + a for p, a in zip(prompt_ids, answers)]
     batch = pad(full, pad_id=adapter.pad_token_id, side="right")
@@ -176,12 +200,13 @@ def forward_answers(adapter: ModelAdapter, points: list, prompt_ids: list[list[i
 
     logits = adapter.forward(batch, [(point, keep(slot)) for slot, point in enumerate(points)]).to("cpu", torch.float32)
     stacked = torch.stack(states, dim=2)  # [batch, pos, n_points, d]
-    hidden, produced = [], []
+    hidden, producing, produced = [], [], []
     for i, (prompt, answer) in enumerate(zip(prompt_ids, answers)):
-        where = slice(len(prompt), len(prompt) + len(answer))
-        hidden.append(stacked[i, where])
-        produced.append(logits[i, len(prompt) - 1:len(prompt) - 1 + len(answer)])
-    return hidden, produced
+        own, before = slice(len(prompt), len(prompt) + len(answer)), slice(len(prompt) - 1, len(prompt) - 1 + len(answer))
+        hidden.append(stacked[i, own])
+        producing.append(stacked[i, before])
+        produced.append(logits[i, before])
+    return hidden, producing, produced
 
 
 def _read_answers(adapter: ModelAdapter, points: list, prompt_ids: list[list[int]], answers: list[list[int]],
@@ -189,18 +214,38 @@ def _read_answers(adapter: ModelAdapter, points: list, prompt_ids: list[list[int
     keep = [i for i, answer in enumerate(answers) if answer]  # an answer that is only EOS has no token rows
     if not keep:
         return
-    hidden, produced = forward_answers(adapter, points, [prompt_ids[i] for i in keep], [answers[i] for i in keep])
-    for i, states, logits in zip(keep, hidden, produced):
+    hidden, producing, produced = forward_answers(adapter, points, [prompt_ids[i] for i in keep],
+                                                  [answers[i] for i in keep])
+    for i, states, before, logits in zip(keep, hidden, producing, produced):
         log_p = torch.log_softmax(logits, dim=-1)
-        probs = log_p.exp()
+        max_prob, entropy = next_token_confidence(logits)
         ids = torch.tensor(answers[i])
         rows["hidden"].append(states)
+        rows["producing"].append(before)
         rows["token_ids"].append(ids.numpy())
         rows["answer_index"].append(np.full(len(ids), first_index + i, dtype=np.int64))
         rows["position"].append(np.arange(len(ids), dtype=np.int64))
-        rows["max_prob"].append(probs.max(-1).values.numpy())
-        rows["entropy"].append(-torch.special.xlogy(probs, probs).sum(-1).numpy())
+        rows["max_prob"].append(max_prob.numpy())
+        rows["entropy"].append(entropy.numpy())
         rows["token_prob"].append(log_p.gather(-1, ids[:, None])[:, 0].exp().numpy())
+
+
+STATES = ("token", "producing", "both")
+
+
+def probe_features(own: torch.Tensor, producing: torch.Tensor, confidence: torch.Tensor | None,
+                   state: str) -> torch.Tensor:
+    """``own`` / ``producing`` ``[n, d]`` (+ ``confidence`` ``[n, 2]``) -> the probe input for ``state``."""
+    if state not in STATES:
+        raise ValueError(f"state must be one of {STATES}, got {state!r}.")
+    parts = {"token": [own], "producing": [producing], "both": [own, producing]}[state]
+    return torch.cat(parts + ([confidence] if confidence is not None else []), dim=-1)
+
+
+def next_token_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[n, vocab]`` logits -> ``(max probability [n], entropy in nats [n])`` of each distribution."""
+    probs = torch.log_softmax(logits.float(), dim=-1).exp()
+    return probs.max(-1).values, -torch.special.xlogy(probs, probs).sum(-1)
 
 
 def stop_token_ids(adapter: ModelAdapter) -> set[int]:

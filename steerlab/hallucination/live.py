@@ -24,13 +24,14 @@ from typing import Any, Iterator
 
 import torch
 
-from steerlab.hallucination.generation import stop_token_ids
+from steerlab.hallucination.generation import next_token_confidence, probe_features, stop_token_ids
 from steerlab.models.adapter import ModelAdapter
 from steerlab.models.tokenization import encode, pad
 
 
 def stream_scores(adapter: ModelAdapter, probe: Any, prompt: str, *, layer: int, site: str = "resid_post",
-                  max_new_tokens: int = 20) -> Iterator[tuple[str, float]]:
+                  state: str = "token", confidence: bool = False, max_new_tokens: int = 20
+                  ) -> Iterator[tuple[str, float]]:
     """Yield ``(token, P(hallucinated))`` for each greedily generated token, as soon as it is scored.
 
     Args:
@@ -38,6 +39,8 @@ def stream_scores(adapter: ModelAdapter, probe: Any, prompt: str, *, layer: int,
         probe: a fitted token probe (``predict_proba`` on ``[n, d_model]``) for ``site`` at ``layer``.
         prompt: the question.
         layer, site: where the probe reads the hidden state.
+        state, confidence: what the probe was fitted on (``GeneratedTokens.features``): ``"token"``,
+            ``"producing"`` or ``"both"``, with or without the two output-confidence columns.
         max_new_tokens: stop after this many tokens (or at the EOS token, which is not yielded).
     """
     point = adapter.point(site, layer)
@@ -47,17 +50,22 @@ def stream_scores(adapter: ModelAdapter, probe: Any, prompt: str, *, layer: int,
     for step in range(max_new_tokens + 1):
         seen: dict[str, torch.Tensor] = {}
 
-        def read_last(activation: torch.Tensor) -> None:
-            seen["h"] = activation[0, -1].detach().to("cpu", torch.float32)
+        def read_last(activation: torch.Tensor) -> None:  # the newest token's state and the one that produced it
+            last_two = activation[0, -2:].detach().to("cpu", torch.float32)
+            seen["producing"], seen["own"] = last_two[:1], last_two[1:]
 
         with torch.no_grad():
             logits = adapter.forward(pad([ids], pad_id=adapter.pad_token_id, side="right"), [(point, read_last)])
         if pending is not None:
-            score = float(probe.predict_proba(seen["h"][None].numpy())[0, 1])
+            features = probe_features(seen["own"], seen["producing"],
+                                      torch.stack(next_token_confidence(producing_logits), dim=-1) if confidence else None,
+                                      state)
+            score = float(probe.predict_proba(features.numpy())[0, 1])
             yield adapter.tokenizer.convert_ids_to_tokens(pending), score
         if step == max_new_tokens:
             return
-        pending = int(logits[0, -1].argmax())
+        producing_logits = logits[0, -1:].to("cpu", torch.float32)  # the distribution the next token comes from
+        pending = int(producing_logits.argmax())
         if pending in stop_ids:
             return
         ids = ids + [pending]

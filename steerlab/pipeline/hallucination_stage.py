@@ -4,19 +4,24 @@ Train split questions of ``demo/qa`` -> greedy answers -> hidden states of every
 token -> token labels from the fact table -> layer chosen by Bayesian optimisation
 (optuna TPE; the exhaustive sweep is run too, for comparison) -> an MLP probe (Liang &
 Wang, arXiv 2512.20949) and a linear probe (Obeso et al., arXiv 2509.03531) at that
-layer -> evaluated on the test split's answers against 1 - max probability and entropy,
-per token and per answer (max over its tokens), overall and on the confidently wrong
-answers -> a few answers scored live, token by token.
+layer, both reading each answer token's own state as the papers do -> steerlab's variant, the
+same MLP on the token's state, the state that produced it (one position earlier, where the
+next-token uncertainty lives) and the two output-confidence numbers, with its own layer
+search -> evaluated on
+the test split's answers against 1 - max probability and entropy, per token and per answer
+(max over its tokens), overall and on the confidently wrong answers -> a few answers scored
+live, token by token.
 
 ``metrics`` (JSON-able; NaN written as None):
 
 * ``layer``, ``site``; ``data``: answers / wrong answers / tokens / hallucinated tokens per split;
-* ``methods``: per method (``mlp``, ``linear``, ``max_prob``, ``entropy``): ``token`` and
+* ``methods``: per method (``mlp``, ``mlp_plus``, ``linear``, ``max_prob``, ``entropy``): ``token`` and
   ``answer`` dicts with ``auroc``, ``recall@1%fpr``, ``recall@5%fpr``, ``recall@10%fpr``,
   ``accuracy``, ``precision``, ``recall``, ``n``, ``n_positive``, plus ``threshold`` (the
   probes' F1-best validation threshold; the baselines' F1-best threshold on the train split);
 * ``layer_search``: ``best_layer``, ``n_fits``, ``trials``, ``exhaustive`` (layer -> validation
-  AUROC), ``exhaustive_best_layer``;
+  AUROC), ``exhaustive_best_layer``; ``layer_search_plus``: the same for ``mlp_plus``;
+  ``probe_inputs``: per probe, the ``layer``, the ``state`` (token / both) and whether it reads confidence;
 * ``confident``: answers whose first token had max probability > 0.9: ``n``, ``n_wrong``, and per
   method ``auroc`` and ``recall`` (at its threshold); ``by_role``: per entity role, wrong answers and
   the share of them each method flags;
@@ -27,16 +32,18 @@ answers -> a few answers scored live, token by token.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from steerlab.pipeline.output import StageClock
 
 CONFIDENT = 0.9  # "confidently wrong": the first answer token had max probability above this
-METHODS = ("mlp", "linear", "max_prob", "entropy")
-METHOD_NAMES = {"mlp": "MLP probe (Liang & Wang)", "linear": "linear probe (Obeso et al.)",
-                "max_prob": "1 - max probability", "entropy": "entropy"}
+PROBE_METHODS = ("mlp", "mlp_plus", "linear")
+BASELINES = ("max_prob", "entropy")
+METHODS = (*PROBE_METHODS, *BASELINES)
+METHOD_NAMES = {"mlp": "MLP probe (Liang & Wang)", "mlp_plus": "MLP probe on token + producing states + confidence (steerlab)",
+                "linear": "linear probe (Obeso et al.)", "max_prob": "1 - max probability", "entropy": "entropy"}
 
 
 def run_hallucination_stage(adapter: Any, progress: bool = True) -> tuple[dict[str, Any], list[Any]]:
@@ -66,18 +73,23 @@ def run_hallucination_stage(adapter: Any, progress: bool = True) -> tuple[dict[s
 
     train, test = gen["train"], gen["test"]
     y_train, y_test = lab["train"].token, lab["test"].token
-    objective = probe_objective(HallucinationProbe(), train.hidden, train.layers, y_train, train.answer_index)
-    search = search_layer(objective, train.layers, n_trials=6, n_startup_trials=2, seed=0, exhaustive=True)
-    layer = search.best_layer
+    inputs = {"token": ("token", False), "plus": ("both", True)}  # (state, confidence columns)
+    searches = {name: search_layer(probe_objective(HallucinationProbe(), train.all_layer_features(*read), train.layers,
+                                                   y_train, train.answer_index),
+                                   train.layers, n_trials=6, n_startup_trials=2, seed=0, exhaustive=True)
+                for name, read in inputs.items()}
+    search, layer = searches["token"], searches["token"].best_layer
     lap("layer_search")
 
-    probes = {"mlp": HallucinationProbe(), "linear": LinearTokenProbe()}
-    for probe in probes.values():
-        probe.fit(train.layer(layer), y_train, groups=train.answer_index)
-        probe.layer, probe.site, probe.model_name = layer, train.site, adapter.name
+    reads = {"mlp": (layer, "token", False), "mlp_plus": (searches["plus"].best_layer, "both", True),
+             "linear": (layer, "token", False)}
+    probes = {"mlp": HallucinationProbe(), "mlp_plus": HallucinationProbe(), "linear": LinearTokenProbe()}
+    for name, probe in probes.items():
+        probe.fit(train.features(*reads[name]), y_train, groups=train.answer_index)
+        probe.layer, probe.site, probe.model_name = reads[name][0], train.site, adapter.name
     lap("fit")
 
-    scores = {name: probe.predict_proba(test.layer(layer))[:, 1] for name, probe in probes.items()}
+    scores = {name: probe.predict_proba(test.features(*reads[name]))[:, 1] for name, probe in probes.items()}
     thresholds = {name: probe.threshold_ for name, probe in probes.items()}
     train_baselines = confidence_scores(train.max_prob, train.entropy)
     scores |= confidence_scores(test.max_prob, test.entropy)
@@ -87,7 +99,7 @@ def run_hallucination_stage(adapter: Any, progress: bool = True) -> tuple[dict[s
     confident, by_role = _subsets(test, lab["test"].answer, np.array(qa["test"].roles), scores, thresholds)
     lap("evaluate")
 
-    live = _live_examples(adapter, probes["mlp"], layer, test, lab["test"].answer, scores["mlp"])
+    live = _live_examples(adapter, probes["mlp_plus"], reads["mlp_plus"], test, lab["test"].answer, scores["mlp_plus"])
     lap("live")
     timings["total"] = round(sum(timings.values()), 2)
 
@@ -98,6 +110,9 @@ def run_hallucination_stage(adapter: Any, progress: bool = True) -> tuple[dict[s
                  for split in gen},
         "methods": methods,
         "layer_search": search.to_dict(),
+        "layer_search_plus": searches["plus"].to_dict(),
+        "probe_inputs": {name: {"layer": layer_, "state": state, "confidence": confidence}
+                         for name, (layer_, state, confidence) in reads.items()},
         "confident": confident,
         "by_role": by_role,
         "probes": {name: {"class": type(p).__name__, "params": {k: v for k, v in p.get_params().items()},
@@ -139,7 +154,7 @@ def _subsets(test: Any, answer_labels: np.ndarray, roles: np.ndarray, scores: di
     return confident, by_role
 
 
-def _live_examples(adapter: Any, probe: Any, layer: int, test: Any, answer_labels: np.ndarray,
+def _live_examples(adapter: Any, probe: Any, read: tuple[int, str, bool], test: Any, answer_labels: np.ndarray,
                    offline: np.ndarray) -> dict[str, Any]:
     """Stream two right and two confidently wrong test answers; compare with the offline scores."""
     from steerlab.hallucination.live import stream_scores
@@ -151,7 +166,8 @@ def _live_examples(adapter: Any, probe: Any, layer: int, test: Any, answer_label
     wrong = [i for i in np.argsort(-confident) if answer_labels[i] == 1][:2]
     examples, largest = [], 0.0
     for i in [*right, *wrong]:
-        streamed = list(stream_scores(adapter, probe, test.prompts[i], layer=layer, max_new_tokens=8))
+        streamed = list(stream_scores(adapter, probe, test.prompts[i], layer=read[0], state=read[1],
+                                      confidence=read[2], max_new_tokens=8))
         rows = np.flatnonzero(test.answer_index == i)
         if [t for t, _ in streamed] == [test.tokens[r] for r in rows]:
             largest = max(largest, float(np.abs(np.array([s for _, s in streamed]) - offline[rows]).max()))
@@ -169,8 +185,8 @@ def _sections(metrics: dict[str, Any], test: Any, y_test: np.ndarray, scores: di
 
     m, data = metrics["methods"], metrics["data"]
     auroc = {name: m[name]["answer"]["auroc"] for name in METHODS}
-    best_probe = max(("mlp", "linear"), key=lambda name: auroc[name])
-    best_baseline = max(("max_prob", "entropy"), key=lambda name: auroc[name])
+    best_probe = max(PROBE_METHODS, key=lambda name: auroc[name])
+    best_baseline = max(BASELINES, key=lambda name: auroc[name])
     beats = auroc[best_probe] > auroc[best_baseline]
     verdict = (f"The {METHOD_NAMES[best_probe]} beats output confidence overall (answer AUROC {auroc[best_probe]:.3f} "
                f"vs {auroc[best_baseline]:.3f} for {METHOD_NAMES[best_baseline]})." if beats else
@@ -179,12 +195,13 @@ def _sections(metrics: dict[str, Any], test: Any, y_test: np.ndarray, scores: di
                f"{METHOD_NAMES[best_baseline]}. Most wrong answers here are guesses the model itself is unsure of, "
                "which its output distribution already shows.")
     recall5 = {name: m[name]["answer"]["recall@5%fpr"] for name in METHODS}
-    ahead = [f"{level} {key} ({max(m['mlp'][level][key] or 0, m['linear'][level][key] or 0):.2f} vs "
-             f"{max(m['max_prob'][level][key] or 0, m['entropy'][level][key] or 0):.2f})"
+    def best(names: Sequence[str], level: str, key: str) -> float:
+        return max(m[name][level][key] or 0 for name in names)
+
+    ahead = [f"{level} {key} ({best(PROBE_METHODS, level, key):.2f} vs {best(BASELINES, level, key):.2f})"
              for level in ("answer", "token") for key in ("auroc", "recall@1%fpr", "recall@5%fpr", "recall@10%fpr",
                                                           "accuracy", "precision")
-             if max(m["mlp"][level][key] or 0, m["linear"][level][key] or 0)
-             > max(m["max_prob"][level][key] or 0, m["entropy"][level][key] or 0)]
+             if best(PROBE_METHODS, level, key) > best(BASELINES, level, key)]
     where = ("Where a probe comes out ahead of both baselines (best probe vs best baseline): " + ", ".join(ahead)
              + ". Accuracy and precision depend on each method's threshold; the probes' thresholds flag fewer "
              "answers, with higher precision and lower recall." if ahead else
@@ -201,11 +218,16 @@ def _sections(metrics: dict[str, Any], test: Any, y_test: np.ndarray, scores: di
         [f"The demo model answered {data['train']['answers']} training-split questions ({data['train']['wrong_answers']} "
          f"wrong) and {data['test']['answers']} test-split questions ({data['test']['wrong_answers']} wrong) greedily. "
          "Each answer's entity token is labelled hallucinated when it differs from the world's fact table; the "
-         f"full stop after it is not. Probes read the {metrics['site']} hidden state of every answer token at layer "
-         f"{metrics['layer']}; an answer's score is the max over its tokens.", verdict,
+         f"full stop after it is not. As in the papers, the MLP and linear probes read the {metrics['site']} hidden "
+         f"state of every answer token at layer {metrics['layer']} (the token as input: it encodes what was said). "
+         "steerlab's variant adds the state one position earlier, the one whose next-token distribution produced "
+         "the token (it encodes how sure the model was), and that distribution's max probability and entropy, at "
+         f"layer {metrics['probe_inputs']['mlp_plus']['layer']}. "
+         "An answer's score is the max over its tokens.", verdict,
          f"Detection at a low false-positive rate, where a deployed detector works: answer recall at 5% FPR is "
-         f"{recall5['mlp']:.2f} (MLP), {recall5['linear']:.2f} (linear) vs {recall5['max_prob']:.2f} (1 - max "
-         f"probability) and {recall5['entropy']:.2f} (entropy).", where],
+         f"{recall5['mlp']:.2f} (MLP), {recall5['mlp_plus']:.2f} (steerlab's MLP), "
+         f"{recall5['linear']:.2f} (linear) vs {recall5['max_prob']:.2f} (1 - max probability) and "
+         f"{recall5['entropy']:.2f} (entropy).", where],
         tables=[table],
         figures=[roc_figure({METHOD_NAMES[k]: (answer_y, group_max(scores[k], test.answer_index)[1]) for k in METHODS},
                             title="ROC per answer (test split)"),
@@ -213,8 +235,8 @@ def _sections(metrics: dict[str, Any], test: Any, y_test: np.ndarray, scores: di
     confident = metrics["confident"]
     c = confident["methods"]
     roles = ", ".join(f"{n} {role}" for role, n in confident["wrong_by_role"].items())
-    probe_best = max(c["mlp"]["auroc"] or 0, c["linear"]["auroc"] or 0)
-    baseline_best = max(c["max_prob"]["auroc"] or 0, c["entropy"]["auroc"] or 0)
+    probe_best = max(c[name]["auroc"] or 0 for name in PROBE_METHODS)
+    baseline_best = max(c[name]["auroc"] or 0 for name in BASELINES)
     reading = ("Here the probes do better than confidence: the hidden states hold a doubt the output does not show."
                if probe_best > baseline_best else
                "The probes do not find these errors either: for a conflicted city the model's internal belief is "
@@ -223,7 +245,8 @@ def _sections(metrics: dict[str, Any], test: Any, y_test: np.ndarray, scores: di
         "Confidently wrong answers",
         [f"{confident['n']} test answers had a first-token probability above {CONFIDENT}; {confident['n_wrong']} of them "
          f"are wrong ({roles}). Among these answers, "
-         f"AUROC is {_fmt(c['mlp']['auroc'])} (MLP), {_fmt(c['linear']['auroc'])} (linear), "
+         f"AUROC is {_fmt(c['mlp']['auroc'])} (MLP), {_fmt(c['mlp_plus']['auroc'])} (steerlab's MLP), "
+         f"{_fmt(c['linear']['auroc'])} (linear), "
          f"{_fmt(c['max_prob']['auroc'])} (1 - max probability), {_fmt(c['entropy']['auroc'])} (entropy); at each "
          f"method's threshold the MLP flags {_pct(c['mlp']['recall'])} of these wrong answers, 1 - max probability "
          f"{_pct(c['max_prob']['recall'])}.", reading,
@@ -238,12 +261,16 @@ def _sections(metrics: dict[str, Any], test: Any, y_test: np.ndarray, scores: di
          f"after {search_result['n_fits']} probe fits; the exhaustive sweep of all {search_result['n_layers']} layers "
          f"finds layer {search_result['exhaustive_best_layer']} best. Validation AUROC per layer: "
          + ", ".join(f"layer {k}: {v:.3f}" for k, v in search_result["exhaustive"].items())
-         + ". With 4 layers the saving is small; on deep models the search needs far fewer fits than layers."],
+         + ". With 4 layers the saving is small; on deep models the search needs far fewer fits than layers. "
+         f"For steerlab's MLP the search picked layer {metrics['layer_search_plus']['best_layer']} "
+         f"({metrics['layer_search_plus']['n_fits']} fits; exhaustive best: "
+         f"{metrics['layer_search_plus']['exhaustive_best_layer']})."],
         figures=[_search_figure(search)]))
     live = metrics["live"]
     sections.append(Section(
         "Live scoring",
-        [f"Scores streamed token by token while the model answers (probe at layer {metrics['layer']}); they match the "
+        [f"Scores of steerlab's MLP, streamed token by token while the model answers (layer "
+         f"{metrics['probe_inputs']['mlp_plus']['layer']}); they match the "
          f"offline scores to {live['max_abs_diff_offline']:.1e}. Top: the two most confident right answers; bottom: "
          "the two most confident wrong ones."],
         figures=[token_figure([(("WRONG " if e["wrong"] else "right ") + e["prompt"], e["tokens"], e["scores"])
