@@ -11,8 +11,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from steerlab.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -36,12 +35,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(_LAZY[name])
-        return module if module.__name__ == f"steerlab.{name}" else getattr(module, name)
-    raise AttributeError(f"module 'steerlab' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("steerlab", _LAZY)

@@ -25,6 +25,7 @@ each stage on its own:
   capture   activations to a folder (safetensors shards + JSON)
   probe     probes at every layer of a model on a labelled dataset
   steer     generate with and without a steering vector or probe direction
+  train-sae a sparse autoencoder on a model's activations (sae-lens)
   report    rebuild report.html from a run folder's saved sections
 
 `steerlab COMMAND --help` explains each one."""
@@ -130,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     steer.add_argument("--positions", default="all", type=_position,
                        help="all, prompt, generated, last, or a token index to start at")
     steer.add_argument("--max-new-tokens", type=int, default=12)
+
+    train_sae = _command(commands, "train-sae", "train a sparse autoencoder on a model's activations (sae-lens)",
+                         "Capture one site at one layer over texts (--file, or the demo world's corpus), train a TopK "
+                         "or L1 SAE with sae-lens' SAETrainer, save it in sae-lens format (cfg.json + "
+                         "sae_weights.safetensors) with card.json: settings and held-out quality (explained variance, "
+                         "L0, dead latents, CE increase).",
+                         "steerlab train-sae --layer 2 --architecture topk --k 8 --out my-sae")
+    from steerlab.sae.train import add_arguments  # argparse only: keeps --help instant
+
+    add_arguments(train_sae)
 
     report = _command(commands, "report", "rebuild report.html from a run folder",
                       "Assemble report.html from the sections each stage saved under DIR/sections/ "
@@ -254,6 +265,19 @@ def _run_steer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_train_sae(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from steerlab.sae.train import run
+
+    command = "steerlab train-sae " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    card = run(args, command)
+    print(json.dumps(card["quality_heldout"], indent=1))
+    print(f"steerlab train-sae -> {args.out} (load it with steerlab.sae.load_sae({str(args.out)!r}, model=...))")
+    return 0
+
+
 def _run_report(args: argparse.Namespace) -> int:
     from steerlab.report import write_report
     from steerlab.report.sections_file import load_sections
@@ -297,7 +321,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"capture": _run_capture, "demo": _run_demo, "run": _run_pipeline_config, "probe": _run_probe,
-            "steer": _run_steer, "report": _run_report}
+            "steer": _run_steer, "train-sae": _run_train_sae, "report": _run_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

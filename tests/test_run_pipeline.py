@@ -60,7 +60,7 @@ def test_broken_files_are_reported_with_their_path(tmp_path):
 
 
 def test_every_help_answers_quickly_and_shows_an_example():
-    for command in ([], ["run"], ["probe"], ["steer"], ["report"], ["demo"]):
+    for command in ([], ["run"], ["probe"], ["steer"], ["train-sae"], ["report"], ["demo"]):
         start = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "steerlab.cli", *command, "--help"], capture_output=True,
                                 text=True, check=True)
@@ -173,3 +173,22 @@ steering: {{direction: diff_means, alphas: [1.0], neutral: null, verdict_suffix:
         assert "no (layer, alpha) met the calibration criteria" in printed
     else:
         assert 0 <= steering["test_flip_false_to_true"] <= 1 and "random control" in printed
+
+
+@needs_demo
+def test_train_sae_command_on_a_text_file(tmp_path, capsys):
+    import steerlab
+    from steerlab.sae import load_sae
+    from steerlab.sae.training import demo_corpus
+
+    (tmp_path / "texts.txt").write_text("\n".join(demo_corpus(400, seed=5)))
+    out = tmp_path / "sae"
+    assert main(["train-sae", "--file", str(tmp_path / "texts.txt"), "--layer", "1", "--steps", "300",
+                 "--eval-lines", "100", "--out", str(out)]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["command"].startswith("steerlab train-sae") and card["hook_name"] == "blocks.1.hook_resid_post"
+    assert card["quality_heldout"]["explained_variance"] > 0.5  # ~0.9 after 300 steps on 300 lines
+    sae = load_sae(str(out), model=steerlab.load_model("demo"))
+    assert sae.cfg.d_sae == 512
+    assert main(["train-sae", "--layer", "1", "--out", str(out)]) == 2  # an existing SAE is never replaced
+    assert "already holds an SAE" in capsys.readouterr().err

@@ -31,8 +31,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from steerlab.lazy_exports import lazy_exports
 
 _LAZY = {
     "GeneratedTokens": "generation", "generate_and_capture": "generation", "capture_answers": "generation",
@@ -47,11 +46,5 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"steerlab.hallucination.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'steerlab.hallucination' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(
+    "steerlab.hallucination", {name: f"steerlab.hallucination.{module}" for name, module in _LAZY.items()})

@@ -13,7 +13,8 @@
 * :func:`compare_methods` (AxBench-style detection vs steering at matched KL) and
   :func:`world_variable_table` (features matched to the demo world's variables).
 
-sae-lens (about 7 s to import) is imported only by the functions that need it.
+sae-lens (about 7 s to import) is imported only by the functions that need it, and the names
+here on first use (``steerlab train-sae --help`` stays instant).
 
 Example:
     >>> import steerlab
@@ -24,21 +25,21 @@ Example:
     0.97
 """
 
-from steerlab.sae.activations import encode, latents, site_activations
-from steerlab.sae.alignment import decoder_cosines, reconstruction_curve, top_aligned
-from steerlab.sae.compare import compare_methods
-from steerlab.sae.concepts import Concept, sentiment_concept, truth_concept
-from steerlab.sae.editing import sae_edit, sae_splice
-from steerlab.sae.feature_probes import SparseProbe, k_sparse_curve, latent_aurocs
-from steerlab.sae.loading import check_sae, demo_sae_path, load_sae, sae_point, shipped_demo_saes
-from steerlab.sae.quality import sae_quality
-from steerlab.sae.scores import input_scores, output_scores
-from steerlab.sae.training import demo_corpus, train_sae
-from steerlab.sae.world_features import world_variable_table
+from steerlab.lazy_exports import lazy_exports
 
-__all__ = [
-    "Concept", "SparseProbe", "check_sae", "compare_methods", "decoder_cosines", "demo_corpus", "demo_sae_path",
-    "encode", "input_scores", "k_sparse_curve", "latent_aurocs", "latents", "load_sae", "output_scores",
-    "reconstruction_curve", "sae_edit", "sae_point", "sae_quality", "sae_splice", "sentiment_concept",
-    "shipped_demo_saes", "site_activations", "top_aligned", "train_sae", "truth_concept", "world_variable_table",
-]
+_MODULES = {
+    "activations": ("encode", "latents", "site_activations"),
+    "alignment": ("decoder_cosines", "reconstruction_curve", "top_aligned"),
+    "compare": ("compare_methods",),
+    "concepts": ("Concept", "sentiment_concept", "truth_concept"),
+    "editing": ("sae_edit", "sae_splice"),
+    "feature_probes": ("SparseProbe", "k_sparse_curve", "latent_aurocs"),
+    "loading": ("check_sae", "demo_sae_path", "load_sae", "sae_point", "shipped_demo_saes"),
+    "quality": ("sae_quality",),
+    "scores": ("input_scores", "output_scores"),
+    "training": ("demo_corpus", "train_sae"),
+    "world_features": ("world_variable_table",),
+}
+_LAZY = {name: f"steerlab.sae.{module}" for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_LAZY)
+__getattr__, __dir__ = lazy_exports("steerlab.sae", _LAZY)

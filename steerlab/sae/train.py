@@ -19,9 +19,12 @@ import time
 from pathlib import Path
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m steerlab.sae.train", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The training options (shared by this module's command and ``steerlab train-sae``)."""
     parser.add_argument("--model", default="demo", help="model name or path (default: the demo model)")
+    parser.add_argument("--file", type=Path, default=None,
+                        help="train on these texts, one per line (default: the demo world's corpus); the last "
+                             "--eval-lines lines are held out for the quality numbers")
     parser.add_argument("--layer", type=int, required=True)
     parser.add_argument("--site", default="resid_post")
     parser.add_argument("--architecture", choices=("topk", "standard"), default="topk")
@@ -32,40 +35,65 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lines", type=int, default=6000, help="demo-corpus lines to capture for training")
-    parser.add_argument("--eval-lines", type=int, default=500, help="held-out demo-corpus lines for the quality numbers")
+    parser.add_argument("--eval-lines", type=int, default=500, help="held-out lines for the quality numbers")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--out", required=True, help="directory to write the SAE to (must not hold one already)")
+    parser.add_argument("--out", type=Path, required=True, help="directory to write the SAE to (must not hold one already)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+def build_parser() -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(prog="python -m steerlab.sae.train",
+                                                 description=__doc__.splitlines()[0]))
+
+
+def texts_for(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(training texts, held-out texts): from ``--file`` or the demo corpus."""
+    from steerlab.sae.training import demo_corpus
+
+    if args.file is None:
+        return demo_corpus(args.lines, seed=1000 + args.seed), demo_corpus(args.eval_lines, seed=999)
+    lines = [line for line in args.file.read_text().splitlines() if line.strip()]
+    if len(lines) <= args.eval_lines:
+        raise ValueError(f"{args.file} has {len(lines)} texts: need more than --eval-lines ({args.eval_lines}), "
+                         "or lower --eval-lines.")
+    return lines[:-args.eval_lines], lines[-args.eval_lines:]
+
+
+def run(args: argparse.Namespace, command: str) -> dict:
+    """Train, save the SAE and its card; returns the card."""
     import torch
 
     import steerlab
     from steerlab.sae.quality import sae_quality
-    from steerlab.sae.training import demo_corpus, train_sae
+    from steerlab.sae.training import train_sae
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     if (out / "cfg.json").exists():
-        raise SystemExit(f"{out} already holds an SAE: choose another --out or delete it first.")
+        raise FileExistsError(f"{out} already holds an SAE: choose another --out or delete it first.")
     model = steerlab.load_model(args.model)
+    train_texts, eval_texts = texts_for(args)
     started = time.perf_counter()
-    sae = train_sae(model, demo_corpus(args.lines, seed=1000 + args.seed), layer=args.layer, site=args.site,
+    sae = train_sae(model, train_texts, layer=args.layer, site=args.site,
                     architecture=args.architecture, d_sae=args.d_sae, k=args.k, l1_coefficient=args.l1_coefficient,
                     steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     seconds = time.perf_counter() - started
     sae.save_model(out)
-    quality = sae_quality(model, sae, demo_corpus(args.eval_lines, seed=999))
-    command = "python -m steerlab.sae.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    quality = sae_quality(model, sae, eval_texts)
     card = {"command": command, "hook_name": sae.cfg.metadata.hook_name, "architecture": args.architecture,
             "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, "train_seconds": round(seconds, 1),
-            "settings": {k: v for k, v in vars(args).items() if k != "out"},
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                         if k not in ("out", "command")},
             "quality_heldout": {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()}}
     (out / "card.json").write_text(json.dumps(card, indent=1))
-    print(json.dumps(card, indent=1))
+    return card
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    command = "python -m steerlab.sae.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    print(json.dumps(run(args, command), indent=1))
 
 
 if __name__ == "__main__":
