@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -39,6 +40,24 @@ def write_json(path: str | os.PathLike, value: Any) -> Path:
     path = Path(path)
     path.write_text(json.dumps(value, indent=1, default=_jsonable), encoding="utf-8")
     return path
+
+
+def json_ready(value: Any) -> Any:
+    """Nested dicts / lists with numpy and torch values as plain Python, NaN and inf as None (strict JSON).
+
+    >>> import numpy as np
+    >>> json_ready({"auroc": np.float64("nan"), 1: [np.int64(2), np.array([0.5])]})
+    {'auroc': None, '1': [2, [0.5]]}
+    """
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy / torch arrays and scalars
+        return json_ready(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def versions() -> dict[str, str]:
