@@ -36,9 +36,9 @@ def prepare_output(out: str | os.PathLike, overwrite: bool) -> Path:
 
 
 def write_json(path: str | os.PathLike, value: Any) -> Path:
-    """JSON with numpy / torch scalars and arrays turned into plain numbers and lists."""
+    """Strict JSON (see :func:`json_ready`: numpy / torch values as plain numbers and lists, NaN as null)."""
     path = Path(path)
-    path.write_text(json.dumps(value, indent=1, default=_jsonable), encoding="utf-8")
+    path.write_text(json.dumps(json_ready(value), indent=1, allow_nan=False, default=str), encoding="utf-8")
     return path
 
 
@@ -68,11 +68,3 @@ def versions() -> dict[str, str]:
     import steerlab
 
     return {"steerlab": steerlab.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
