@@ -14,10 +14,14 @@ Protocol:
    grouped by answer (stratified by answer label), 3 seeds, at the stage's layer; each
    term of the joint loss switched off in turn. This is the measurement behind the
    default loss weights of :class:`steerlab.probes.HallucinationProbe`.
-4. What the probe reads (a diagnostic on the test split, 3 seeds, every layer): the token's
-   own state (the papers), the producing state one position earlier, both, and both plus
-   the two output-confidence numbers (steerlab's ``mlp_plus``, whose layer the stage picks
-   on validation data, not here).
+4. What the probe reads, on the TRAIN split only: the token's own state (the papers), the
+   producing state one position earlier, both, and both plus the two output-confidence
+   numbers (steerlab's ``mlp_plus``), at every layer, by 5-fold cross-validation grouped by
+   answer x 3 seeds, against the output-confidence baselines on the same answers. This is
+   the check of the ``mlp_plus`` design that uses no test data.
+5. The same input x layer table on the test split (3 seeds): a post-hoc diagnostic. It is
+   the table that motivated ``mlp_plus``, so it cannot confirm it; the stage picks
+   ``mlp_plus``'s layer on validation data, not here.
 """
 
 from __future__ import annotations
@@ -65,7 +69,8 @@ def main() -> None:
 
     splits = {split: load("demo/qa", split=split) for split in ("train", "test")}
     gen = {split: generate_and_capture(model, splits[split].texts, progress=False) for split in splits}
-    y = {split: reference_labels(gen[split].tokens, gen[split].answer_index, splits[split].answers).token
+    y = {split: reference_labels(gen[split].tokens, gen[split].answer_index, splits[split].answers,
+                                 tokenizer=model.tokenizer).token
          for split in splits}
 
     seeds = {name: _test_runs(cls, gen, y, (layer, "token", False))
@@ -74,6 +79,9 @@ def main() -> None:
     seeds["mlp_plus"] = _test_runs(HallucinationProbe, gen, y, (plus["layer"], plus["state"], plus["confidence"]))
     inputs = {f"{label}, layer {read_layer}": _test_runs(HallucinationProbe, gen, y, (read_layer, state, confidence))
               for label, state, confidence in INPUTS for read_layer in gen["train"].layers}
+    inputs_cv = {f"{label}, layer {read_layer}":
+                 _train_cv_runs(gen["train"], y["train"], (read_layer, state, confidence))
+                 for label, state, confidence in INPUTS for read_layer in gen["train"].layers}
 
     ablation = {}
     X, answers = gen["train"].layer(layer).numpy(), gen["train"].answer_index
@@ -89,8 +97,8 @@ def main() -> None:
     baselines = {name: detection_metrics(y["train"], scores, answers) for name, scores in
                  (("1 - max probability", 1 - gen["train"].max_prob), ("entropy", gen["train"].entropy))}
 
-    results = {"stage": metrics, "seed_spread": seeds, "inputs": inputs, "ablation": ablation,
-               "ablation_baselines": baselines,
+    results = {"stage": metrics, "seed_spread": seeds, "inputs_train_cv": inputs_cv, "inputs": inputs,
+               "ablation": ablation, "ablation_baselines": baselines,
                "seconds": round(time.perf_counter() - start, 1), "torch_threads": torch.get_num_threads()}
     with open(args.out, "w") as handle:
         json.dump(results, handle, indent=1, allow_nan=False)
@@ -105,6 +113,14 @@ def _test_runs(cls: type, gen: dict, y: dict, read: tuple[int, str, bool]) -> di
         probe = cls(random_state=seed).fit(gen["train"].features(*read), y["train"], groups=gen["train"].answer_index)
         scores = probe.predict_proba(gen["test"].features(*read))[:, 1]
         runs.append(detection_metrics(y["test"], scores, gen["test"].answer_index))
+    return _spread(runs)
+
+
+def _train_cv_runs(train, y_train, read: tuple[int, str, bool]) -> dict:
+    """Out-of-fold scores on the train answers (5 folds grouped by answer) with each seed; mean and spread."""
+    X, answers = train.features(*read).numpy(), train.answer_index
+    runs = [detection_metrics(y_train, cross_val_scores(HallucinationProbe(random_state=seed), X, y_train, answers,
+                                                        seed=seed), answers) for seed in SEEDS]
     return _spread(runs)
 
 
@@ -131,6 +147,7 @@ def write_markdown(results: dict, path: str) -> None:
              f"Probed layer {stage['layer']} ({stage['site']}), chosen by optuna; an answer's score is the max over "
              "its tokens. Thresholds for accuracy/precision/recall: the probes' F1-best on their validation split, "
              "the baselines' F1-best on the train split.", "",
+             *_train_cv_lines(results), "",
              "## Test split, side by side", "",
              "| method | token AUROC | token recall@5% FPR | answer AUROC | answer recall@1% FPR | answer recall@5% FPR "
              "| answer recall@10% FPR | answer accuracy | answer precision | answer recall |",
@@ -158,12 +175,14 @@ def write_markdown(results: dict, path: str) -> None:
     for role, r in stage["by_role"].items():
         if r["n_wrong"]:
             lines.append(f"| {role} | {r['n_wrong']} | " + " | ".join(_f(r["recall"][k]) for k in METHODS) + " |")
-    lines += ["", "## What the MLP reads (test split, seeds 0-2, every layer: a diagnostic, not a selection)", "",
-              "The papers probe each answer token's own state (the token as input). The state one position earlier "
-              "produced the token: its next-token distribution is where the output confidence comes from.", "",
+    lines += ["", "## What the MLP reads, on the test split (post-hoc diagnostic, seeds 0-2, every layer)", "",
+              "This is the table that motivated steerlab's `mlp_plus` input (token + producing states + confidence), "
+              "so it cannot confirm that choice: see the train-split cross-validation above for the check without "
+              "test data. Nothing is selected from this table (the stage picks `mlp_plus`'s layer on validation "
+              "data).", "",
               "| input | token AUROC | answer AUROC | answer recall@5% FPR |", "|---|---|---|---|"]
     for name, r in results["inputs"].items():
-        lines.append(f"| {name} | {_ms(r['token_auroc'])} | {_ms(r['answer_auroc'])} | {_ms(r['answer_recall@5%fpr'])} |")
+        lines.append(_spread_row(name, r))
     s = stage["layer_search"]
     lines += ["", "## Layer choice: optuna TPE vs the exhaustive sweep", "",
               f"TPE (seed 0, 2 start-up trials, 6 trials) chose layer {s['best_layer']} after {s['n_fits']} probe fits "
@@ -174,13 +193,53 @@ def write_markdown(results: dict, path: str) -> None:
     lines += ["", f"## Loss-term ablation (train split only, 5-fold grouped CV x 3 seeds, layer {stage['layer']})", "",
               "| variant | token AUROC | answer AUROC | answer recall@5% FPR |", "|---|---|---|---|"]
     for name, r in {**results["ablation"]}.items():
-        lines.append(f"| {name} | {_ms(r['token_auroc'])} | {_ms(r['answer_auroc'])} | {_ms(r['answer_recall@5%fpr'])} |")
+        lines.append(_spread_row(name, r))
     for name, r in results["ablation_baselines"].items():
         lines.append(f"| {name} (no fitting) | {r['token']['auroc']:.3f} | {r['answer']['auroc']:.3f} | "
                      f"{r['answer']['recall@5%fpr']:.3f} |")
     lines += ["", f"Stage timings (s): {stage['timings']}.", ""]
     with open(path, "w") as handle:
         handle.write("\n".join(lines))
+
+
+def _train_cv_lines(results: dict) -> list[str]:
+    """The input x layer diagnostic by cross-validation on the train split, and what it says about mlp_plus."""
+    cv, baselines, stage = results["inputs_train_cv"], results["ablation_baselines"], results["stage"]
+    lines = ["## What the MLP reads: train-split cross-validation (no test data)", "",
+             "The papers probe each answer token's own state (the token as input). The state one position earlier "
+             "produced the token: its next-token distribution is where the output confidence comes from. Each input "
+             "at each layer, scored by 5-fold cross-validation on the train answers (folds grouped by answer, "
+             "stratified by answer label) x seeds 0-2, next to the output-confidence baselines on the same answers.",
+             "", "| input | token AUROC | answer AUROC | answer recall@5% FPR |", "|---|---|---|---|"]
+    for name, r in cv.items():
+        lines.append(_spread_row(name, r))
+    for name, r in baselines.items():
+        lines.append(f"| {name} (no fitting) | {r['token']['auroc']:.3f} | {r['answer']['auroc']:.3f} | "
+                     f"{r['answer']['recall@5%fpr']:.3f} |")
+    plus_layer, token_layer = stage["probe_inputs"]["mlp_plus"]["layer"], stage["layer"]
+    plus = cv[f"{INPUTS[3][0]}, layer {plus_layer}"]["answer_auroc"]
+    token = cv[f"{INPUTS[0][0]}, layer {token_layer}"]["answer_auroc"]
+    best_token = max((r["answer_auroc"] for k, r in cv.items() if k.startswith(INPUTS[0][0])), key=lambda r: r["mean"])
+    confidence = max(r["answer"]["auroc"] for r in baselines.values())
+    lines += ["", f"At the stage's layers, answer AUROC is {_ms(plus)} for token + producing states + confidence "
+              f"(layer {plus_layer}) vs {_ms(token)} for the token state (layer {token_layer}; its best layer: "
+              f"{best_token['mean']:.3f}) and {confidence:.3f} for the better confidence baseline. Train-split "
+              f"cross-validation {_agrees(plus, best_token['mean'])} that steerlab's input beats the token state "
+              f"(margin {plus['mean'] - best_token['mean']:+.3f} over its best layer) and "
+              f"{_agrees(plus, confidence)} that it beats output confidence (margin {plus['mean'] - confidence:+.3f}; "
+              f"seed std {plus['std']:.3f}). Each fold's probe is fitted on 4/5 of the "
+              f"{stage['data']['train']['answers']} train answers; the baselines need no fitting."]
+    return lines
+
+
+def _agrees(entry: dict, other: float) -> str:
+    """'agrees' when the mean beats ``other`` by more than twice the seed std, else 'does not confirm'."""
+    return "agrees" if entry["mean"] - other > 2 * entry["std"] else "does not confirm"
+
+
+def _spread_row(name: str, r: dict) -> str:
+    """A Markdown row of token AUROC, answer AUROC and answer recall@5% FPR (mean +- std)."""
+    return f"| {name} | {_ms(r['token_auroc'])} | {_ms(r['answer_auroc'])} | {_ms(r['answer_recall@5%fpr'])} |"
 
 
 def _f(value: float | None) -> str:

@@ -109,6 +109,35 @@ def test_reference_labels_mark_wrong_entity_tokens():
     assert labels.answer.tolist() == [0, 1, 1, 0, 1]  # no token at all: wrong
 
 
+@pytest.fixture(scope="module")
+def bpe_tokenizer():
+    """A GPT-2-style byte-level BPE tokenizer trained here (no hub): words start with "Ġ"."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    backend.train_from_iterator(["the capital is Paris .", "Berlin . Paris . Parma ."] * 5, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend)
+
+
+def test_reference_labels_on_subword_tokens(bpe_tokenizer):
+    assert bpe_tokenizer.tokenize(" Paris .") == ["ĠParis", "Ġ."]
+    tokens = ["ĠParis", "Ġ.", "ĠPar", "is", ".", "ĠParma", "Ġ.", "Ġ.", "ĠParis"]
+    answer = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3])
+    labels = reference_labels(tokens, answer, ["Paris", "Paris", "Paris", "Paris"], tokenizer=bpe_tokenizer)
+    # "ĠParis" and "ĠPar" + "is" are the text " Paris" (right); "Ġ." ends the entity like "."
+    assert labels.answer.tolist() == [0, 0, 1, 1]
+    assert labels.token.tolist() == [0, 0, 0, 0, 0, 1, 0, 1, 1]  # an empty entity marks the whole answer
+    with pytest.raises(ValueError, match="tokenizer=model.tokenizer"):  # joined with spaces, every answer is wrong
+        reference_labels(tokens, answer, ["Paris"] * 4)
+    with pytest.raises(ValueError, match="tokenizer=model.tokenizer"):  # SentencePiece markers too
+        reference_labels(["▁Paris", "."], [0, 0], ["Paris"])
+
+
 def test_spans_to_token_labels_through_offsets(demo_tokenizer):
     text = "bakli is in sokdrouk . teshan is big"
     labels, answer = spans_to_token_labels(text, [(12, 20, 1), (0, 5, 0)], demo_tokenizer)
@@ -218,6 +247,22 @@ def test_save_load_round_trip(tmp_path, cls, kwargs):
         probe.save(tmp_path / "probe")
 
 
+def test_predict_proba_is_stable_for_large_logits():
+    import warnings
+
+    X, y, groups = planted_tokens(40)
+    probe = LinearTokenProbe(max_epochs=3, anneal_epochs=1).fit(X, y, groups=groups)
+    far = X * 1e6  # logits of about +-1e6: exp overflows in a naive sigmoid
+    logits = probe.decision_function(far)
+    assert np.abs(logits).max() > 1e3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = probe.predict_proba(far)[:, 1]
+    assert np.array_equal(p, (logits > 0).astype(float))
+    z = probe.decision_function(X)  # ordinary logits: the usual logistic
+    assert np.allclose(probe.predict_proba(X)[:, 1], 1 / (1 + np.exp(-z)), atol=1e-12)
+
+
 def test_repr_names_changed_parameters():
     assert repr(HallucinationProbe(span_weight=0.0)) == "HallucinationProbe(span_weight=0.0)  [not fitted]"
 
@@ -226,6 +271,12 @@ def test_cross_val_scores_keep_answers_whole():
     X, y, groups = planted_tokens(300)
     scores = cross_val_scores(LinearTokenProbe(), X, y, groups, n_splits=3)
     assert scores.shape == (900,) and auroc(y, scores) > 0.9
+    # plain lists work too, with the same out-of-fold scores
+    probe = LinearTokenProbe(max_epochs=5, anneal_epochs=1)
+    from_lists = cross_val_scores(probe, X.tolist(), y.tolist(), groups.tolist(), n_splits=3)
+    assert np.array_equal(from_lists, cross_val_scores(probe, X, y, groups, n_splits=3))
+    with pytest.raises(ValueError, match="one label and one answer id per token row"):
+        cross_val_scores(probe, X, y[:-1], groups)
 
 
 # ---------------------------------------------------------------- layer search
@@ -249,3 +300,82 @@ def test_optuna_finds_the_planted_layer_with_fewer_fits_than_layers():
 def test_search_layer_refuses_no_layers():
     with pytest.raises(ValueError, match="empty"):
         search_layer(lambda layer: 0.0, [])
+
+
+def test_search_layer_never_picks_a_nan_layer():
+    quality = {layer: 1 - abs(layer - 5) / 10 for layer in range(8)}
+    quality[5] = quality[6] = float("nan")  # e.g. AUROC of a one-class validation split; 5 was the true peak
+    result = search_layer(lambda layer: quality[layer], list(range(8)), n_trials=12, n_startup_trials=3, seed=0,
+                          exhaustive=True)
+    assert result.best_layer == 4 and result.best_value == quality[4]
+    assert result.exhaustive_best_layer == 4
+    assert all(np.isfinite(value) for _, value in result.trials)  # failed (NaN) trials are left out
+    assert np.isnan(result.exhaustive[5])
+    with pytest.raises(ValueError, match="not finite at any evaluated layer"):
+        search_layer(lambda layer: float("nan"), [0, 1, 2], n_trials=3, n_startup_trials=1)
+
+
+def test_probe_objective_refuses_a_one_class_validation_split_and_takes_lists():
+    _, y, groups = planted_tokens(120, d=4)
+    hidden = np.random.default_rng(0).normal(size=(len(y), 2, 4)).astype(np.float32)
+    hidden[:, 1, 0] += 3 * y  # the signal is at layer 1
+    one_wrong_answer = np.zeros_like(y)
+    one_wrong_answer[0] = 1  # a single hallucinated answer cannot be on both sides of the split
+    with pytest.raises(ValueError, match="one-class validation split.*val_fraction"):
+        probe_objective(LinearTokenProbe(), hidden, [0, 1], one_wrong_answer, groups)
+    probe = HallucinationProbe(max_epochs=30)
+    from_lists = probe_objective(probe, hidden.tolist(), [0, 1], y.tolist(), groups.tolist())
+    assert from_lists(1) == probe_objective(probe, hidden, [0, 1], y, groups)(1) > 0.9 > from_lists(0)
+    with pytest.raises(ValueError, match="one label and one answer id per token row"):
+        probe_objective(LinearTokenProbe(), hidden, [0, 1], y[:-1], groups)
+
+
+# ---------------------------------------------------------------- live scoring and the stage's report, without a model
+
+
+def test_stream_layer_and_site_default_to_the_probe_record():
+    from steerlab.hallucination.live import probe_site
+
+    probe = LinearTokenProbe()
+    assert probe_site(probe, 2, None, n_layers=4) == ("resid_post", 2)
+    with pytest.raises(ValueError, match="records no layer"):
+        probe_site(probe, None, None, n_layers=4)
+    probe.layer, probe.site = 3, "mlp_out"
+    assert probe_site(probe, None, None, n_layers=4) == ("mlp_out", 3)
+    assert probe_site(probe, -1, "mlp_out", n_layers=4) == ("mlp_out", 3)
+    with pytest.raises(ValueError, match="fitted on layer 3"):
+        probe_site(probe, 2, None, n_layers=4)
+    with pytest.raises(ValueError, match="fitted on site 'mlp_out'"):
+        probe_site(probe, None, "resid_post", n_layers=4)
+
+
+def test_live_check_counts_only_comparable_examples():
+    from steerlab.pipeline.hallucination_stage import offline_difference
+
+    streams = [[("paris", 0.25), (".", 0.5)], [("rome", 0.9)]]
+    assert offline_difference(streams, [(["berlin", "."], np.array([0.2, 0.5])), (["oslo"], np.array([0.9]))]) \
+        == (None, 0)  # no streamed answer matches its offline tokens: nothing was checked
+    largest, n = offline_difference(streams, [(["paris", "."], np.array([0.2, 0.5])), (["oslo"], np.array([0.9]))])
+    assert n == 1 and np.isclose(largest, 0.05)
+
+
+def _stage_metrics(probe_auroc: float, baseline_auroc: float, wrong: int, confident_wrong: int) -> dict:
+    method = lambda auroc: {"answer": {"auroc": auroc}}  # noqa: E731
+    return {"methods": {"mlp": method(probe_auroc), "mlp_plus": method(probe_auroc - 0.01),
+                        "linear": method(probe_auroc - 0.02), "max_prob": method(baseline_auroc),
+                        "entropy": method(baseline_auroc - 0.01)},
+            "data": {"test": {"wrong_answers": wrong}}, "confident": {"n_wrong": confident_wrong}}
+
+
+def test_stage_verdict_follows_the_numbers():
+    from steerlab.pipeline.hallucination_stage import _confident_reading, _verdict
+
+    assert _verdict(_stage_metrics(0.95, 0.90, 80, 10)).startswith("The MLP probe (Liang & Wang) beats")
+    lost = _verdict(_stage_metrics(0.85, 0.90, 80, 10))
+    assert "do NOT beat" in lost and "70 of the 80 wrong answers had a first-token probability of at most" in lost
+    assert "doubt" not in _verdict(_stage_metrics(0.85, 0.90, 80, 60))  # most errors were confident: no such claim
+    c = {name: {"auroc": a} for name, a in zip(("mlp", "mlp_plus", "linear", "max_prob", "entropy"),
+                                                (0.6, 0.9, 0.7, 0.8, 0.75))}
+    assert "better than output confidence (AUROC 0.900 vs 0.800" in _confident_reading(c)
+    c["mlp_plus"]["auroc"] = 0.7
+    assert "no probe separates" in _confident_reading(c)

@@ -83,6 +83,7 @@ def test_training_a_tiny_sae_with_sae_trainer(model, tmp_path):
     assert quality["l0"] == pytest.approx(4.0)
     assert longer.cfg.metadata.hook_name == "blocks.2.hook_resid_post"
     assert longer.cfg.metadata.steerlab_training["steps"] == 150
+    assert longer.cfg.metadata.prepend_bos is True  # the demo tokenizer adds <bos>
     longer.save_model(tmp_path / "tiny")
     reloaded = load_sae(tmp_path / "tiny", model=model, site="resid_post", layer=2)
     assert torch.equal(reloaded.W_dec, longer.W_dec)
@@ -194,3 +195,194 @@ def test_output_score_ranks_a_feature_that_raises_a_token(model):
                            positive_words=["great"], negative_words=["awful"], strength=1.0)
     assert scores.shape == (32,)
     assert int(np.argmax(scores)) == 13 and scores[13] > 1.0
+
+
+# ------------------------------------------------------------------ review fixes: devices, dtypes, inputs
+
+
+def test_a_bf16_sae_leaves_logits_unchanged_without_an_edit(model):
+    sae16 = load_sae("demo", model=model).to(dtype=torch.bfloat16)
+    assert sae16.W_enc.dtype == torch.bfloat16
+    batch = model.tokenize(demo_corpus(16, seed=999))
+    with torch.no_grad():
+        clean = model.forward(batch)
+        with sae_edit(model, sae16, {}):
+            unedited = model.forward(batch)
+        with sae_edit(model, sae16, {3: lambda a: a}):  # the hook runs: only the edit's delta (0) is added
+            identity = model.forward(batch)
+        with sae_edit(model, sae16, {3: 20.0}):
+            edited = model.forward(batch)
+    assert (unedited - clean).abs().max() <= 1e-5
+    assert (identity - clean).abs().max() <= 1e-5  # was ~8e-3 when x went through bf16
+    assert (edited - clean).abs().max() > 0.1
+
+
+def test_numpy_integer_features_are_accepted(model, sae):
+    batch = model.tokenize(["the food was great ."])
+    with torch.no_grad():
+        with sae_edit(model, sae, {3: 20.0}):
+            plain = model.forward(batch)
+        with sae_edit(model, sae, {np.int64(3): 20.0}):
+            numpy_key = model.forward(batch)
+    torch.testing.assert_close(numpy_key, plain)
+    for bad in (3.0, "3", True):
+        with pytest.raises(ValueError, match="not a latent index"):
+            with sae_edit(model, sae, {bad: 1.0}):
+                pass
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_model_with_a_cpu_sae():
+    gpu_model = steerlab.load_model("demo", device="cuda")
+    assert load_sae("demo", model=gpu_model).W_dec.device.type == "cuda"  # defaults to the model's device
+    cpu_sae = load_sae("demo", model=gpu_model, device="cpu")
+    batch = gpu_model.tokenize(demo_corpus(8, seed=999))
+    with torch.no_grad():
+        clean = gpu_model.forward(batch)
+        with sae_edit(gpu_model, cpu_sae, {3: lambda a: a}):
+            identity = gpu_model.forward(batch)
+        with sae_edit(gpu_model, cpu_sae, {3: 20.0}):
+            edited = gpu_model.forward(batch)
+        with sae_splice(gpu_model, cpu_sae):
+            spliced = gpu_model.forward(batch)
+    assert (identity - clean).abs().max() <= 1e-5
+    assert (edited - clean).abs().max() > 0.1 and (spliced - clean).abs().max() > 1e-2
+    quality = sae_quality(gpu_model, cpu_sae, demo_corpus(100, seed=999))
+    assert quality["explained_variance"] > 0.8
+
+
+def test_load_sae_defaults_to_the_models_device(model):
+    assert load_sae("demo", model=model).W_dec.device == model.device
+    assert load_sae("demo").W_dec.device.type == "cpu"
+
+
+def test_an_sae_recorded_for_another_model_name_warns(model, sae):
+    other = planted_sae(128, 16, "blocks.2.hook_resid_post")
+    other.cfg.metadata.model_name = "gpt2"
+    with pytest.warns(UserWarning, match="model_name='gpt2'.*'demo'"):
+        check_sae(other, model)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_sae(sae, model)  # the shipped SAE records model_name "demo": no warning
+
+
+def test_tokenizer_bos_detection(model):
+    from types import SimpleNamespace
+
+    from steerlab.sae.activations import tokenizer_adds_bos
+
+    assert tokenizer_adds_bos(model.tokenizer) is True  # the demo tokenizer prepends <bos>
+    gpt2_like = type("GPT2Like", (), {"bos_token_id": 50256, "__call__": lambda self, text: {"input_ids": [64]}})()
+    assert tokenizer_adds_bos(gpt2_like) is False  # GPT-2 has a BOS token but does not prepend it
+    assert tokenizer_adds_bos(SimpleNamespace(bos_token_id=None)) is False
+
+
+def test_feature_probe_inputs_are_checked():
+    from steerlab.probes.validation import NotFittedError, ProbeInputError
+
+    rng = np.random.default_rng(0)
+    Z = rng.exponential(size=(40, 6))
+    with pytest.raises(ProbeInputError, match="class labels"):
+        latent_aurocs(Z, np.tile([0.2, 0.8], 20))  # soft labels were silently truncated to 0
+    bad = Z.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ProbeInputError, match="NaN"):
+        SparseProbe(k=1).fit(bad, np.repeat([0, 1], 20))
+    with pytest.raises(ProbeInputError, match="k=8 but the latents have only 6"):
+        SparseProbe(k=8).fit(Z, np.repeat([0, 1], 20))
+    with pytest.raises(NotFittedError):
+        SparseProbe(k=1).decision_function(Z)
+
+
+def test_sparse_probe_keeps_its_classes_and_does_not_overflow():
+    import warnings
+
+    from steerlab.probes.validation import ProbeInputError
+
+    y = np.repeat(["false", "true"], 20)
+    Z = np.zeros((40, 3))
+    Z[20:, 1] = 1e4  # huge standardised values: logits far beyond exp's range
+    probe = SparseProbe(k=1, C=1e6).fit(Z, y)
+    assert probe.classes_.tolist() == ["false", "true"] and probe.features_.tolist() == [1]
+    assert probe.predict(Z).tolist() == y.tolist() and probe.score(Z, y) == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # np.exp overflow used to warn
+        proba = probe.predict_proba(Z * 1e6)
+    assert np.isfinite(proba).all() and proba[-1, 1] == 1.0
+    with pytest.raises(ProbeInputError, match="not seen in fit"):
+        probe.score(Z, np.repeat(["no", "yes"], 20))
+    assert np.isnan(probe.auroc(Z[:20], y[:20]))  # one class: nan, not an exception
+
+
+def test_k_is_chosen_by_cross_validation_on_train():
+    from steerlab.sae.feature_probes import choose_k
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    Z = rng.exponential(size=(200, 30)) * (rng.random((200, 30)) < 0.2)
+    Z[:, 5] += 2.0 * y * (rng.random(200) < 0.5)  # two latents, each firing on half the positives
+    Z[:, 9] += 2.0 * y * (rng.random(200) < 0.5)
+    chosen = choose_k(Z, y, ks=(1, 2))
+    assert chosen["k"] == 2 and set(chosen["cv_aurocs"]) == {1, 2}
+    assert chosen["cv_aurocs"][2] > chosen["cv_aurocs"][1] + 0.05
+
+
+def test_alpha_search_flags_an_unmatched_kl_and_raises_on_nan(monkeypatch):
+    from steerlab.sae import compare
+
+    vector = SteeringVector(torch.ones(4), layers=0, provenance={"method": "toy"})
+    monkeypatch.setattr(compare, "kl_at", lambda model, vector, alpha, texts, reference: 0.1 * alpha)
+    alpha, kl, matched = compare.alpha_for_kl(None, vector, 0.5, [], [])
+    assert matched and abs(kl - 0.5) <= 0.1 and alpha == pytest.approx(5.0, rel=0.05)
+    monkeypatch.setattr(compare, "kl_at", lambda model, vector, alpha, texts, reference: 1e-3 * alpha)
+    with pytest.warns(UserWarning, match="KL not matched"):
+        alpha, kl, matched = compare.alpha_for_kl(None, vector, 0.5, [], [], alpha_max=16.0)
+    assert (alpha, matched) == (16.0, False) and kl == pytest.approx(0.016)
+
+
+def test_kl_at_raises_on_a_non_finite_kl(model, sae):
+    from steerlab.sae.compare import kl_at
+    from steerlab.steering.metrics import token_logprobs
+
+    texts = ["the food was great ."]
+    vector = SteeringVector(torch.ones(model.d_model), layers=2, site="resid_post")
+    with pytest.raises(ValueError, match="non-finite"):  # 1e38 overflows float32 in the residual stream
+        kl_at(model, vector, 1e38, texts, token_logprobs(model, texts))
+
+
+def test_the_random_control_is_oriented_on_train():
+    from steerlab.probes.metrics import auroc
+    from steerlab.sae.compare import _oriented_random
+
+    x = torch.randn(200, 16, generator=torch.Generator().manual_seed(3))
+    raw = torch.randn(16, generator=torch.Generator().manual_seed(0))
+    y = (x @ raw < 0).numpy().astype(int)  # the raw random direction detects y backwards (AUROC 0)
+    oriented = _oriented_random(16, x, y, seed=0)
+    torch.testing.assert_close(oriented, -raw / raw.norm())
+    assert auroc(y, (x @ oriented).numpy()) == 1.0
+    torch.testing.assert_close(_oriented_random(16, x, 1 - y, seed=0), raw / raw.norm())
+
+
+def test_detect_vs_steer_summary_comes_from_the_rows():
+    from steerlab.sae.compare import detect_vs_steer_summary
+
+    def row(method, auroc, efficacy, matched=True):
+        return {"method": method, "detection_auroc": auroc, "efficacy": efficacy, "matched": matched}
+
+    result = {"concept": "truth", "kl_budget": 0.1,
+              "methods": [row("diff_means", 0.99, 0.7), row("sae_output", 0.5, 0.6), row("random", 0.9, 0.9, False)]}
+    text = detect_vs_steer_summary(result)
+    assert "diff_means steers best" in text and "detects it with held-out AUROC 0.990" in text
+    assert "left out, KL not matched: random" in text
+    result["methods"][1]["efficacy"] = 0.8
+    text = detect_vs_steer_summary(result)
+    assert "sae_output steers best" in text and "does not detect it (held-out AUROC 0.500" in text
+
+
+def test_output_scores_are_the_same_in_small_forward_batches(model, sae):
+    prompts = ["the food was", "the room was", "we liked the view , it was"]
+    kwargs = dict(positive_words=["great"], negative_words=["awful"], features=[1, 3, 7, 11, 42])
+    whole = output_scores(model, sae, prompts, **kwargs)
+    chunked = output_scores(model, sae, prompts, batch_size=2, batch_features=2, **kwargs)
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)

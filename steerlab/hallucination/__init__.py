@@ -25,7 +25,7 @@ Example:
     >>> model = steerlab.load_model("demo")                                      # doctest: +SKIP
     >>> qa = load("demo/qa", split="train")                                      # doctest: +SKIP
     >>> gen = generate_and_capture(model, qa.texts, layers=[3], progress=False)  # doctest: +SKIP
-    >>> labels = reference_labels(gen.tokens, gen.answer_index, qa.answers)      # doctest: +SKIP
+    >>> labels = reference_labels(gen.tokens, gen.answer_index, qa.answers, tokenizer=model.tokenizer)  # doctest: +SKIP
     >>> probe = HallucinationProbe().fit(gen.layer(3), labels.token, groups=gen.answer_index)  # doctest: +SKIP
 """
 

@@ -65,11 +65,20 @@ def detection_metrics(y_token: np.ndarray, scores: np.ndarray, answer_index: np.
 def cross_val_scores(probe: Any, X: Any, y_token: np.ndarray, answer_index: np.ndarray, n_splits: int = 5,
                      seed: int = 0) -> np.ndarray:
     """Out-of-fold P(hallucinated) ``[n_tokens]`` of clones of ``probe``: folds keep whole answers
-    together and balance hallucinated answers across folds (sklearn ``StratifiedGroupKFold``)."""
+    together and balance hallucinated answers across folds (sklearn ``StratifiedGroupKFold``).
+
+    Args:
+        probe: an unfitted token probe (``clone``, ``fit``, ``predict_proba``).
+        X: ``[n_tokens, d]`` one layer's probe inputs (``GeneratedTokens.features(...)``).
+        y_token: ``[n_tokens]`` 0/1 token labels; answer_index: ``[n_tokens]`` answer ids (arrays or lists).
+        n_splits, seed: the folds.
+    """
     from sklearn.model_selection import StratifiedGroupKFold
 
-    X = np.asarray(X)
-    answer_index = np.asarray(answer_index)
+    X, y_token, answer_index = np.asarray(X), np.asarray(y_token), np.asarray(answer_index)
+    if not len(X) == len(y_token) == len(answer_index):
+        raise ValueError(f"X has {len(X)} rows, y_token {len(y_token)} and answer_index {len(answer_index)}: "
+                         "pass one label and one answer id per token row.")
     _, inverse = np.unique(answer_index, return_inverse=True)
     answer_label = group_max(y_token, answer_index)[1][inverse]  # stratify by the answer's label
     out = np.empty(len(X))

@@ -6,7 +6,8 @@ judged wrong, else 0; an answer is hallucinated when any of its tokens is.
 
 * :func:`reference_labels`: the demo world's checker. The answer's entity is its
   leading tokens up to the first stop word ("."); when it differs from the reference
-  answer (the fact table), the entity's tokens are 1.
+  answer (the fact table), the entity's tokens are 1. Pass ``tokenizer=model.tokenizer``
+  for subword tokenizers (``"ĠPar", "is"`` is the text ``" Paris"``).
 * :func:`spans_to_token_labels`: for your own data, character spans
   ``(start, end, label)`` on an answer text mapped to its tokens through the fast
   tokenizer's offset mapping (a token is in a span when their characters overlap).
@@ -24,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -37,17 +38,22 @@ class TokenLabels(NamedTuple):
 
 
 def reference_labels(tokens: Sequence[str], answer_index: np.ndarray, references: Sequence[str],
-                     stop_words: Sequence[str] = (".",)) -> TokenLabels:
+                     stop_words: Sequence[str] = (".",), tokenizer: Any = None) -> TokenLabels:
     """Label each answer's entity tokens against its reference answer (demo world checker).
 
     Args:
         tokens: [n_tokens] token strings (``GeneratedTokens.tokens``).
         answer_index: [n_tokens] answer of each token (``GeneratedTokens.answer_index``).
         references: [n_answers] the right answer of each question (``QADataset.answers``).
-        stop_words: tokens that end the entity span.
+        stop_words: the texts of tokens that end the entity span.
+        tokenizer: the model's tokenizer (``model.tokenizer``), to turn token strings into text
+            (``convert_tokens_to_string``: ``["ĠPar", "is"]`` -> ``" Paris"``). Required when the tokens
+            carry subword markers (``Ġ`` of byte-level BPE, ``▁`` of SentencePiece); without it, the
+            entity is its tokens joined by spaces (word-level tokenizers such as the demo world's).
 
     An answer whose entity span is empty (it starts with a stop word) or that produced no
-    token at all is wrong: every one of its tokens is labelled 1.
+    token at all is wrong: every one of its tokens is labelled 1. Texts are compared
+    case-insensitively, surrounding whitespace stripped.
     """
     answer_index = np.asarray(answer_index)
     if len(tokens) != len(answer_index):
@@ -55,6 +61,7 @@ def reference_labels(tokens: Sequence[str], answer_index: np.ndarray, references
     if len(answer_index) and answer_index.max() >= len(references):
         raise ValueError(f"answer_index goes up to {answer_index.max()} but there are {len(references)} references: "
                          "pass one reference per prompt.")
+    to_text = _token_text(tokens, tokenizer)
     token_labels = np.zeros(len(tokens), dtype=np.int64)
     answer_labels = np.ones(len(references), dtype=np.int64)  # no token at all: wrong
     for answer, reference in enumerate(references):
@@ -62,13 +69,27 @@ def reference_labels(tokens: Sequence[str], answer_index: np.ndarray, references
         if len(rows) == 0:
             continue
         words = [tokens[i] for i in rows]
-        end = next((j for j, word in enumerate(words) if word in stop_words), len(words))
-        entity = " ".join(words[:end]).strip().lower()
+        end = next((j for j, word in enumerate(words) if to_text([word]).strip() in stop_words), len(words))
+        entity = to_text(words[:end]).strip().lower()
         wrong = entity != reference.strip().lower()
         answer_labels[answer] = int(wrong)
         if wrong:
             token_labels[rows[:end] if end > 0 else rows] = 1
     return TokenLabels(token_labels, answer_labels)
+
+
+SUBWORD_MARKERS = ("Ġ", "▁")  # byte-level BPE (GPT-2, Llama 3) and SentencePiece (Llama 2, Gemma) word starts
+
+
+def _token_text(tokens: Sequence[str], tokenizer: Any) -> Callable[[Sequence[str]], str]:
+    """A function from a run of token strings to its text: the tokenizer's own, else joined by spaces."""
+    if tokenizer is not None:
+        return tokenizer.convert_tokens_to_string
+    marked = next((token for token in tokens if any(marker in token for marker in SUBWORD_MARKERS)), None)
+    if marked is not None:
+        raise ValueError(f"Token {marked!r} carries a subword marker: joining token strings with spaces would mark "
+                         "every answer wrong. Pass tokenizer=model.tokenizer to reference_labels.")
+    return " ".join
 
 
 def spans_to_token_labels(text: str, spans: Sequence[tuple[int, int, int]], tokenizer: Any, *,

@@ -32,11 +32,13 @@ class LayerSearchResult:
     """Outcome of :func:`search_layer`.
 
     Attributes:
-        best_layer: the layer with the best objective among those the search evaluated.
+        best_layer: the layer with the best finite objective among those the search evaluated.
         best_value: its objective value.
         n_fits: distinct layers the search evaluated (each is one probe fit).
-        trials: ``[(layer, value)]`` in trial order (repeats included).
-        exhaustive: ``{layer: value}`` for every layer (None unless ``exhaustive=True``).
+        trials: ``[(layer, value)]`` in trial order (repeats included; trials whose objective was NaN are
+            left out, optuna records them as failed).
+        exhaustive: ``{layer: value}`` for every layer (None unless ``exhaustive=True``; NaN where the
+            objective was NaN).
         exhaustive_best_layer: the best layer of the full sweep (None without it).
     """
 
@@ -65,11 +67,16 @@ def search_layer(objective: Callable[[int], float], layers: Sequence[int], *, n_
 
     Args:
         objective: layer -> value to maximise (e.g. :func:`probe_objective`); called once per distinct layer.
+            A non-finite value (e.g. the NaN AUROC of a one-class validation split) never wins: optuna
+            records a NaN trial as failed, and the best layer is chosen among finite values only.
         layers: the candidate layers (e.g. the captured ones), in model order.
         n_trials: TPE trials (repeated layers cost no fit).
         n_startup_trials: random trials before TPE models the objective.
         seed: the sampler's seed (the search is deterministic given the objective).
         exhaustive: also evaluate every layer (reusing the search's fits) for comparison.
+
+    Raises:
+        ValueError: ``layers`` is empty, or no evaluated layer gave a finite objective value.
     """
     import time
 
@@ -95,17 +102,26 @@ def search_layer(objective: Callable[[int], float], layers: Sequence[int], *, n_
                        n_trials=n_trials)
     finally:
         optuna.logging.set_verbosity(verbosity)
-    trials = [(layers[t.params["slot"]], float(t.value)) for t in study.trials]
-    n_fits = len(cache)
-    best_layer = max(cache, key=lambda layer: (cache[layer], -layers.index(layer)))
+    trials = [(layers[t.params["slot"]], float(t.value)) for t in study.trials if t.value is not None]
+    best_layer = _best_layer(cache, layers)
     seconds = {"search": time.perf_counter() - start}
-    result = LayerSearchResult(best_layer, cache[best_layer], n_fits, trials, seconds=seconds)
+    result = LayerSearchResult(best_layer, cache[best_layer], len(cache), trials, seconds=seconds)
     if exhaustive:
         start = time.perf_counter()
         result.exhaustive = {layer: evaluate(layer) for layer in layers}
-        result.exhaustive_best_layer = max(layers, key=lambda layer: (result.exhaustive[layer], -layers.index(layer)))
+        result.exhaustive_best_layer = _best_layer(result.exhaustive, layers)
         result.seconds["exhaustive_extra"] = time.perf_counter() - start
     return result
+
+
+def _best_layer(values: dict[int, float], layers: list[int]) -> int:
+    """The layer with the largest finite value (ties: the earliest layer); NaN / inf never win."""
+    finite = [layer for layer in values if np.isfinite(values[layer])]
+    if not finite:
+        raise ValueError(f"The objective was not finite at any evaluated layer ({values}): with probe_objective "
+                         "this means a one-class validation split; use more data, another seed or a different "
+                         "val_fraction.")
+    return max(finite, key=lambda layer: (values[layer], -layers.index(layer)))
 
 
 def probe_objective(probe: Any, hidden: Any, layers: Sequence[int], y_token: np.ndarray, answer_index: np.ndarray,
@@ -114,15 +130,31 @@ def probe_objective(probe: Any, hidden: Any, layers: Sequence[int], y_token: np.
 
     Args:
         probe: an unfitted token probe (``clone``, ``fit``, ``predict_proba``).
-        hidden: [n_tokens, n_layers, d] hidden states (``GeneratedTokens.hidden``).
-        layers: the model layer of each slot of ``hidden`` (``GeneratedTokens.layers``).
-        y_token: [n_tokens] labels; answer_index: [n_tokens] answer ids (the split keeps answers whole).
+        hidden: ``[n_tokens, n_layers, d]`` hidden states (``GeneratedTokens.hidden`` or
+            ``GeneratedTokens.all_layer_features(...)``); array, tensor or nested list.
+        layers: ``[n_layers]`` the model layer of each slot of ``hidden`` (``GeneratedTokens.layers``).
+        y_token: ``[n_tokens]`` 0/1 labels; answer_index: ``[n_tokens]`` answer ids (the split keeps answers
+            whole); arrays or lists.
         val_fraction, seed: the grouped validation split, the same for every layer.
+
+    Raises:
+        ValueError: no grouped split puts both classes on both sides (a one-class validation split, where
+            AUROC is undefined at every layer).
     """
     from steerlab.probes.splits import group_split
+    from steerlab.probes.validation import ProbeInputError
 
-    hidden = np.asarray(hidden)
-    fit_rows, val_rows = group_split(np.asarray(y_token), np.asarray(answer_index), val_fraction, seed)
+    hidden, y_token, answer_index = np.asarray(hidden), np.asarray(y_token), np.asarray(answer_index)
+    if not len(hidden) == len(y_token) == len(answer_index):
+        raise ValueError(f"hidden has {len(hidden)} rows, y_token {len(y_token)} and answer_index "
+                         f"{len(answer_index)}: pass one label and one answer id per token row.")
+    try:
+        fit_rows, val_rows = group_split(y_token, answer_index, val_fraction, seed)
+    except ProbeInputError as error:
+        raise ValueError(f"probe_objective: one-class validation split (AUROC undefined at every layer; "
+                         f"{int(y_token.sum())} of {len(y_token)} tokens are hallucinated, in "
+                         f"{len(np.unique(answer_index[y_token == 1]))} answers). Use more data, another seed or a "
+                         f"different val_fraction (now {val_fraction}).") from error
 
     def objective(layer: int) -> float:
         X = hidden[:, list(layers).index(layer)]

@@ -24,13 +24,13 @@ from typing import Any, Iterator
 
 import torch
 
-from steerlab.hallucination.generation import next_token_confidence, probe_features, stop_token_ids
+from steerlab.hallucination.generation import STATES, next_token_confidence, probe_features, stop_token_ids
 from steerlab.models.adapter import ModelAdapter
 from steerlab.models.tokenization import encode, pad
 
 
-def stream_scores(adapter: ModelAdapter, probe: Any, prompt: str, *, layer: int, site: str = "resid_post",
-                  state: str = "token", confidence: bool = False, max_new_tokens: int = 20
+def stream_scores(adapter: ModelAdapter, probe: Any, prompt: str, *, layer: int | None = None,
+                  site: str | None = None, state: str = "token", confidence: bool = False, max_new_tokens: int = 20
                   ) -> Iterator[tuple[str, float]]:
     """Yield ``(token, P(hallucinated))`` for each greedily generated token, as soon as it is scored.
 
@@ -38,12 +38,24 @@ def stream_scores(adapter: ModelAdapter, probe: Any, prompt: str, *, layer: int,
         adapter: the model.
         probe: a fitted token probe (``predict_proba`` on ``[n, d_model]``) for ``site`` at ``layer``.
         prompt: the question.
-        layer, site: where the probe reads the hidden state.
+        layer, site: where the probe reads the hidden state. Default: the ``probe.layer`` / ``probe.site``
+            the probe records (site ``resid_post`` when it records none); a value that contradicts the
+            probe's record is an error.
         state, confidence: what the probe was fitted on (``GeneratedTokens.features``): ``"token"``,
             ``"producing"`` or ``"both"``, with or without the two output-confidence columns.
         max_new_tokens: stop after this many tokens (or at the EOS token, which is not yielded).
+
+    The layer and site are checked when this is called, before the first token is generated.
     """
-    point = adapter.point(site, layer)
+    if state not in STATES:
+        raise ValueError(f"state must be one of {STATES}, got {state!r}.")
+    point = adapter.point(*probe_site(probe, layer, site, adapter.n_layers))
+    return _stream(adapter, probe, prompt, point, state, confidence, max_new_tokens)
+
+
+def _stream(adapter: ModelAdapter, probe: Any, prompt: str, point: Any, state: str, confidence: bool,
+            max_new_tokens: int) -> Iterator[tuple[str, float]]:
+    """The generator behind :func:`stream_scores`, reading at ``point``."""
     ids = encode(adapter.tokenizer, [prompt], max_length=adapter.context_length, strict=True)[0]
     stop_ids = stop_token_ids(adapter)
     pending: int | None = None  # generated, not yet scored
@@ -69,3 +81,24 @@ def stream_scores(adapter: ModelAdapter, probe: Any, prompt: str, *, layer: int,
         if pending in stop_ids:
             return
         ids = ids + [pending]
+
+
+def probe_site(probe: Any, layer: int | None, site: str | None, n_layers: int) -> tuple[str, int]:
+    """``(site, layer)`` to read for ``probe``: the arguments, else what the probe records; a clash is an error."""
+    from steerlab.sites import resolve_layer
+
+    recorded_layer, recorded_site = getattr(probe, "layer", None), getattr(probe, "site", None)
+    if layer is None:
+        if recorded_layer is None:
+            raise ValueError("The probe records no layer (probe.layer is None): pass layer=..., the layer it was "
+                             "fitted on.")
+        layer = recorded_layer
+    layer = resolve_layer(layer, n_layers)
+    if recorded_layer is not None and resolve_layer(recorded_layer, n_layers) != layer:
+        raise ValueError(f"layer={layer} but the probe was fitted on layer {recorded_layer} (probe.layer): "
+                         "leave layer out to use the probe's, or pass the matching one.")
+    site = site or recorded_site or "resid_post"
+    if recorded_site is not None and site != recorded_site:
+        raise ValueError(f"site={site!r} but the probe was fitted on site {recorded_site!r} (probe.site): "
+                         "leave site out to use the probe's, or pass the matching one.")
+    return site, layer

@@ -5,19 +5,21 @@
 report sections. On the primary SAE (``load_sae("demo")``) it measures:
 
 * quality of every shipped SAE on held-out demo text (explained variance, L0, dead
-  latents, CE loss spliced in / recovered) and a check that editing with the error
-  term kept leaves the model unchanged;
+  latents, CE loss spliced in / recovered against mean ablation) and a check that editing
+  with the error term kept, through an identity edit, leaves the model unchanged;
 * for truth (demo/cities) and sentiment: alignment of RaptorProbe / diff-means with the
-  decoder rows, latent AUROCs, k-sparse probes against RaptorProbe, input and output
-  scores, and the AxBench-style comparison (detection AUROC, steering at matched KL) of
-  supervised directions and three SAE feature selections;
-* which features correspond to world variables (countries, sentiment, topic, truth);
+  decoder rows, latent AUROCs, k-sparse probes against RaptorProbe (k chosen by 5-fold
+  cross-validation on the train split), input and output scores, and the AxBench-style
+  comparison (detection AUROC, steering at matched KL) of supervised directions and three
+  SAE feature selections; every conclusion in the report text is computed from those rows;
+* which features correspond to world variables (countries, sentiment, topic, truth; in-sample AUROCs);
 * a latent edit through :func:`steerlab.sae.sae_edit` on review prompts.
 
 metrics schema: ``sae_name``, ``hook_name``, ``quality`` (rows per shipped SAE),
 ``error_term_max_logit_diff``, ``concepts`` (per concept: ``comparison`` rows,
-``baseline_efficacy``, ``kl_budget``, ``alignment``, ``k_sparse``, ``raptor_test_auroc``,
-``top_features``), ``world_variables`` (rows + ``summary``), ``edit_examples``, ``timings``.
+``baseline_efficacy``, ``kl_budget``, ``alignment``, ``k_sparse``, ``k_sparse_chosen``,
+``raptor_test_auroc``, ``top_features``, ``detect_vs_steer``), ``world_variables`` (rows + ``summary``),
+``edit_examples``, ``timings``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-KL_BUDGET = 0.1  # nats per token on neutral text: the damage every method is allowed
+from steerlab.pipeline.output import json_ready
+
 EVAL_LINES = 300
 
 
@@ -56,7 +59,7 @@ def run_sae_stage(adapter: Any, progress: bool = True) -> tuple[dict, list]:
         error_term = _error_term_check(adapter, sae, eval_texts[:32])
     with _timed(timings, "concepts", progress):
         neutral = load("demo/topic", split="test").texts[:64]
-        comparisons = [compare_methods(adapter, sae, concept, neutral, kl_budget=KL_BUDGET)
+        comparisons = [compare_methods(adapter, sae, concept, neutral)  # compare.KL_BUDGET
                        for concept in (truth_concept(adapter), sentiment_concept(adapter))]
         concepts = {result["concept"]: _concept_metrics(sae, result) for result in comparisons}
     with _timed(timings, "world variables", progress):
@@ -70,7 +73,7 @@ def run_sae_stage(adapter: Any, progress: bool = True) -> tuple[dict, list]:
                "world_variables": {"rows": world_rows, "summary": summarize(world_rows)}, "edit_examples": edits,
                "timings": timings}
     sections = _sections(metrics, concepts, comparisons)
-    return _jsonable(metrics), sections
+    return json_ready(metrics), sections
 
 
 @contextlib.contextmanager
@@ -86,25 +89,39 @@ def _timed(timings: dict[str, float], stage: str, progress: bool) -> Iterator[No
 def _concept_metrics(sae: Any, result: dict) -> dict[str, Any]:
     """One concept's metrics from :func:`compare_methods`' result (its ``features`` are consumed)."""
     from steerlab.sae.alignment import decoder_cosines, reconstruction_curve
+    from steerlab.sae.compare import detect_vs_steer_summary
     from steerlab.sae.feature_probes import k_sparse_curve
 
     features = result.pop("features")
     train_labels, test_labels = features["train_labels"], features["test_labels"]
     inputs, outputs = features["input_score"], features["output_score"]
     directions = {"RaptorProbe": features["raptor"].coef_, "diff-means": features["diff_means"].coef_}
+    curve = k_sparse_curve(features["z_train"], train_labels, features["z_test"], test_labels)
     return {
         **{k: v for k, v in result.items() if k != "methods"},
         "comparison": result["methods"],
         "raptor_test_auroc": next(r["detection_auroc"] for r in result["methods"] if r["method"] == "raptor"),
         "alignment": {name: {"top": _top(decoder_cosines(sae, d).numpy(), 5),
                              "reconstruction": reconstruction_curve(sae, d)} for name, d in directions.items()},
-        "k_sparse": k_sparse_curve(features["z_train"], train_labels, features["z_test"], test_labels),
+        "k_sparse": curve,
+        "k_sparse_chosen": _chosen_k(features["z_train"], train_labels, features["train_groups"], curve),
+        "detect_vs_steer": detect_vs_steer_summary(result),
         "top_features": _feature_table(features, inputs, outputs),
         "input_output_correlation": _spearman(inputs, outputs),
         "live_features": int(features["live"].sum()),
         "_plots": {"cosines": decoder_cosines(sae, directions["diff-means"]).numpy(), "inputs": inputs,
                    "outputs": outputs},
     }
+
+
+def _chosen_k(z_train: Any, train_labels: Any, train_groups: Any, curve: list[dict]) -> dict[str, Any]:
+    """The k chosen by cross-validation on the train split (folds keep entities whole), with its held-out row."""
+    from steerlab.sae.feature_probes import choose_k
+
+    chosen = choose_k(z_train, train_labels, ks=[row["k"] for row in curve], groups=train_groups)
+    held_out = next(row for row in curve if row["k"] == chosen["k"])
+    return {"k": chosen["k"], "cv_folds": chosen["folds"], "train_cv_auroc": chosen["cv_auroc"],
+            "test_auroc": held_out["auroc"], "test_accuracy": held_out["accuracy"]}
 
 
 def _name_of(sae: Any) -> str:
@@ -135,12 +152,12 @@ def _feature_table(features: dict, inputs: np.ndarray, outputs: np.ndarray, n: i
 
 @torch.no_grad()
 def _error_term_check(adapter: Any, sae: Any, texts: list[str]) -> float:
-    """max |logits(edit nothing, error kept) - logits(clean)|: should be float noise (~1e-5)."""
+    """max |logits(identity edit, error kept) - logits(clean)|: the hook runs but must change nothing (~0)."""
     from steerlab.sae import sae_edit
 
     batch = adapter.tokenize(texts)
     clean = adapter.forward(batch)
-    with sae_edit(adapter, sae, {}):
+    with sae_edit(adapter, sae, {0: lambda a: a}):  # encode + decode run; the edit's delta is 0
         spliced = adapter.forward(batch)
     return float((spliced - clean).abs().max())
 
@@ -176,8 +193,9 @@ def _sections(metrics: dict, concepts: dict, comparisons: list) -> list:
          f"one, {metrics['sae_name']} ({metrics['d_sae']} latents), explains {primary['explained_variance']:.1%} of the "
          f"variance of held-out text with {primary['l0']:.0f} active latents per token; splicing it in raises the "
          f"next-token loss by {primary['ce_increase']:.3f} nats ({primary['ce_loss_recovered']:.1%} of the loss "
-         f"recovered against mean ablation); {primary['dead_fraction']:.0%} of its latents never fire on that text.",
-         f"Editing latents while keeping the SAE's error term: with no edit the logits move by at most "
+         f"recovered against mean ablation of the site; sae-lens' CE loss score ablates with zeros instead); "
+         f"{primary['dead_fraction']:.0%} of its latents never fire on that text.",
+         f"Editing latents while keeping the SAE's error term: with an identity edit the logits move by at most "
          f"{metrics['error_term_max_logit_diff']:.1e}, so any change comes from the edit alone."],
         tables=[[{k: row[k] for k in ("name", "explained_variance", "l0", "dead_fraction", "ce_increase",
                                        "ce_loss_recovered")} for row in quality]],
@@ -186,21 +204,24 @@ def _sections(metrics: dict, concepts: dict, comparisons: list) -> list:
         plots = concept["_plots"]
         rows = [{"method": r["method"], "feature": "" if r["feature"] is None else r["feature"],
                  "detection AUROC": r["detection_auroc"], "cos with diff-means": r["cosine_with_diff_means"],
-                 "alpha (x median norm)": r["alpha"], "KL": r["kl"], "efficacy": r["efficacy"]}
+                 "alpha (x median norm)": r["alpha"], "KL": r["kl"],
+                 "KL matched": "yes" if r["matched"] else "NO (not comparable)", "efficacy": r["efficacy"]}
                 for r in concept["comparison"]]
-        best = max(concept["k_sparse"], key=lambda r: r["auroc"])
+        chosen = concept["k_sparse_chosen"]
         one = concept["k_sparse"][0]
         recon = concept["alignment"]["diff-means"]["reconstruction"]
         sections.append(Section(
             f"SAE features vs supervised directions: {name}",
             [f"Detection: RaptorProbe on raw activations reaches held-out AUROC {concept['raptor_test_auroc']:.3f}; a "
-             f"1-sparse probe on SAE latents {one['auroc']:.3f}, the best k-sparse one {best['auroc']:.3f} "
-             f"(k = {best['k']}).",
+             f"1-sparse probe on SAE latents {one['auroc']:.3f}; a k-sparse one with k = {chosen['k']} (chosen by "
+             f"{chosen['cv_folds']}-fold cross-validation on the train split, CV AUROC "
+             f"{chosen['train_cv_auroc']:.3f}) {chosen['test_auroc']:.3f}.",
              f"Alignment: the diff-means direction's best decoder row has cosine "
              f"{concept['alignment']['diff-means']['top'][0]['cosine']:.2f}; {recon[0]['r2']:.0%} of it is reconstructed "
              f"by 1 feature, {recon[min(3, len(recon) - 1)]['r2']:.0%} by {recon[min(3, len(recon) - 1)]['k']}.",
              f"Steering at matched KL = {concept['kl_budget']} nats/token on neutral text ({concept['efficacy_name']}; "
-             f"unsteered {concept['baseline_efficacy']:.2f}). Input and output scores of the features correlate with "
+             f"unsteered {concept['baseline_efficacy']:.2f}). {_capitalized(concept['detect_vs_steer'])} "
+             f"Input and output scores of the features correlate with "
              f"Spearman {concept['input_output_correlation']:.2f} (Arad et al.: they rarely coincide)."],
             tables=[rows, concept["top_features"]],
             figures=[figures.alignment_bars(plots["cosines"], f"{name}: decoder rows best aligned with diff-means"),
@@ -210,9 +231,9 @@ def _sections(metrics: dict, concepts: dict, comparisons: list) -> list:
         "Detect vs steer",
         ["Each method's held-out detection AUROC against its steering efficacy at the same KL on neutral text "
          "(AxBench's lesson: a direction can detect well and steer badly, and the reverse). Efficacy counts only "
-         "prompts the unsteered model gets the other way, so it starts at 0. The feature with the best output "
-         "score steers best but does not fire on the concept's texts: on this model it pushes the verdict or "
-         "adjective tokens directly, which moves the output without showing an internal representation."],
+         "prompts the unsteered model gets the other way, so it starts at 0. Directions are added at every token "
+         "but the first (the attention sink).",
+         *[_capitalized(c["detect_vs_steer"]) for c in concepts.values()]],
         figures=[figures.detection_steering_scatter(comparisons),
                  figures.k_sparse_figure({n: c["k_sparse"] for n, c in concepts.items()},
                                          {n: c["raptor_test_auroc"] for n, c in concepts.items()}),
@@ -223,7 +244,9 @@ def _sections(metrics: dict, concepts: dict, comparisons: list) -> list:
         "Which SAE features are world variables?",
         ["The demo world is known, so each country, sentiment, topic and truth value can be matched to the feature "
          "that best detects it (one-vs-rest AUROC at the answer slot of 'where is X ?', at the country token, or at "
-         "the last token of a sentence)."],
+         "the last token of a sentence). The AUROCs are in-sample: the best of "
+         f"{metrics['d_sae']} latents is chosen and scored on the same texts, so they are optimistic; the "
+         "runner-up column shows how far ahead the chosen feature is."],
         tables=[world["summary"], [r for r in world["rows"] if r["variable"] != "country (answer slot)"][:30]]))
     sections.append(Section(
         "Editing one latent (error term kept)",
@@ -233,15 +256,5 @@ def _sections(metrics: dict, concepts: dict, comparisons: list) -> list:
     return sections
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    return value
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from steerlab.hallucination import losses
-from steerlab.probes.metrics import auroc, best_f1_threshold, group_max
+from steerlab.probes.metrics import auroc, best_f1_threshold, group_max, sigmoid
 from steerlab.probes.splits import split
 from steerlab.probes.validation import (NotFittedError, ProbeInputError, as_activation_tensor, as_groups,
                                         check_labels)
@@ -214,7 +214,7 @@ class TokenProbe:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """``[n_tokens, 2]``: P(classes_[0]) and P(classes_[1]) (column 1 = hallucinated for 0/1 labels)."""
-        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        p = sigmoid(self.decision_function(X))  # overflow-free for large logits
         return np.stack([1 - p, p], axis=-1)
 
     def predict(self, X: Any) -> np.ndarray:

@@ -6,7 +6,8 @@
 * quality: :func:`sae_quality` (explained variance, L0, dead latents, CE loss spliced in);
 * alignment of probe / steering directions with decoder rows: :func:`decoder_cosines`,
   :func:`reconstruction_curve`;
-* feature probes: :func:`latent_aurocs`, :class:`SparseProbe` (Gurnee et al.), :func:`k_sparse_curve`;
+* feature probes: :func:`latent_aurocs`, :class:`SparseProbe` (Gurnee et al.), :func:`k_sparse_curve`,
+  :func:`choose_k` (k by cross-validation on the train split);
 * steering through features: ``SteeringVector.from_sae_feature`` + ``steer`` (decoder row
   added), or :func:`sae_edit` (latent edited, error term kept); :func:`input_scores` and
   :func:`output_scores` (Arad, Mueller & Belinkov);
@@ -33,7 +34,7 @@ _MODULES = {
     "compare": ("compare_methods",),
     "concepts": ("Concept", "sentiment_concept", "truth_concept"),
     "editing": ("sae_edit", "sae_splice"),
-    "feature_probes": ("SparseProbe", "k_sparse_curve", "latent_aurocs"),
+    "feature_probes": ("SparseProbe", "choose_k", "k_sparse_curve", "latent_aurocs"),
     "loading": ("check_sae", "demo_sae_path", "load_sae", "sae_point", "shipped_demo_saes"),
     "quality": ("sae_quality",),
     "scores": ("input_scores", "output_scores"),

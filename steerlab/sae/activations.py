@@ -1,9 +1,11 @@
 """SAE latents of texts: capture the SAE's own site with steerlab, then ``sae.encode``.
 
-The first token of every text is the tokenizer's BOS, an attention sink whose norm
-is several times the others' (3x on the demo model). SAEs here are trained and
-evaluated without it (as sae-lens' ``exclude_special_tokens`` does), and the splice
+The first token of every text (BOS where the tokenizer adds one, as the demo model's does,
+else the first word: steerlab adds no BOS to GPT-2-style tokenizers) is an attention sink
+with a norm several times the others' (3x on the demo model). SAEs here are trained and
+evaluated without it (as sae-lens' ``exclude_special_tokens`` does for BOS), and the splice
 and edit hooks in :mod:`steerlab.sae.editing` leave it untouched.
+:func:`tokenizer_adds_bos` says which case a tokenizer is.
 
 Example:
     >>> acts = site_activations(model, sae, ["the food was great ."])          # doctest: +SKIP
@@ -26,7 +28,8 @@ def site_activations(model: Any, sae: Any, texts: Sequence[str], position: str |
                      skip_first: bool = True, batch_size: int = 64) -> torch.Tensor:
     """Activations at the SAE's hook: ``[n_texts, d_model]``, or ``[n_tokens, d_model]`` for ``"all"``.
 
-    With ``position="all"`` and ``skip_first`` (default) the first token of each text is dropped.
+    With ``position="all"`` and ``skip_first`` (default) the first token of each text is dropped
+    (BOS where the tokenizer adds one, else the first word; either way the attention sink).
     """
     return _capture(model, sae, texts, position, skip_first, batch_size)[0]
 
@@ -38,6 +41,15 @@ def token_rows(model: Any, sae: Any, texts: Sequence[str], skip_first: bool = Tr
     Returns ``(activations [n_tokens, d_model], text index [n_tokens], token index [n_tokens])``.
     """
     return _capture(model, sae, texts, "all", skip_first, batch_size)
+
+
+def tokenizer_adds_bos(tokenizer: Any) -> bool:
+    """Whether ``tokenizer(text)`` starts with the BOS token (demo tokenizer: yes; GPT-2's: no)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    ids = tokenizer("a")["input_ids"]
+    return bool(ids) and ids[0] == bos
 
 
 def _capture(model: Any, sae: Any, texts: Sequence[str], position: str | int, skip_first: bool, batch_size: int):

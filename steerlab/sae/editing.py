@@ -3,13 +3,18 @@
 * :func:`sae_splice`: the site's activation ``x`` is replaced by ``decode(encode(x))`` (how
   CE-loss-with-SAE is measured: what the model loses when it only sees the SAE's view).
 * :func:`sae_edit`: latents are edited and the SAE's *error term* is kept:
-  ``x -> decode(edited) + (x - decode(latents))``. Unedited, this is ``x`` itself, so only
-  the edit changes the model; without the error term an edit is lost in the
-  reconstruction error (sae-lens ``use_error_term``; Marks et al., "Sparse Feature Circuits").
+  ``x -> decode(edited) + (x - decode(latents))``, computed as
+  ``x + (decode(edited) - decode(latents))`` so that only the edit's change passes through the
+  SAE's dtype (a bf16 SAE would otherwise round ``x`` itself). Unedited, this is ``x`` exactly
+  (no hook is installed), so only the edit changes the model; without the error term an edit is
+  lost in the reconstruction error (sae-lens ``use_error_term``; Marks et al., "Sparse Feature
+  Circuits").
 
-Both skip the first token (BOS, the attention sink the SAE was not trained on) and go
-through :meth:`ModelAdapter.hooks`, so they work during ``generate`` on every backend
-and are removed on exit, also after an exception.
+Activations go to the SAE's device and dtype and the result comes back to the model's, so a
+CUDA model works with a CPU SAE (and the reverse). Both skip the first token (BOS where the
+tokenizer adds one, else the first word: an attention sink the SAE was not trained on) and go
+through :meth:`ModelAdapter.hooks`, so they work during ``generate`` on every backend and are
+removed on exit, also after an exception.
 
 Example:
     >>> import steerlab
@@ -24,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import operator
 from typing import Any, Callable, Iterator, Mapping, Union
 
 import torch
@@ -43,34 +49,53 @@ def _apply_edits(latents: torch.Tensor, edits: Mapping[int, LatentEdit]) -> torc
     return edited
 
 
-def _check_edits(sae: Any, edits: Mapping[int, LatentEdit]) -> None:
-    for feature in edits:
-        if not isinstance(feature, int) or not 0 <= feature < sae.cfg.d_sae:
-            raise ValueError(f"Feature {feature!r} is not a latent index of this SAE (0..{sae.cfg.d_sae - 1}).")
+def _check_edits(sae: Any, edits: Mapping[int, LatentEdit]) -> dict[int, LatentEdit]:
+    """``edits`` with plain-int keys (numpy / torch integers accepted); raise on anything else or out of range."""
+    checked = {}
+    for feature, change in edits.items():
+        try:
+            index = operator.index(feature)
+        except TypeError:
+            index = None
+        if index is None or isinstance(feature, bool) or not 0 <= index < sae.cfg.d_sae:
+            raise ValueError(f"Feature {feature!r} is not a latent index of this SAE (0..{sae.cfg.d_sae - 1}): "
+                             "pass integer feature ids.")
+        checked[index] = change
+    return checked
+
+
+def _site_function(sae: Any, edits: Mapping[int, LatentEdit], keep_error: bool, tracker: Any,
+                   positions: Positions) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The hook: ``h`` ``[batch, pos, d_model]`` with the selected tokens (never the first) run through the SAE."""
+    weight = sae.W_enc
+
+    def fn(h: torch.Tensor) -> torch.Tensor:
+        selected = select_positions(tracker, positions) & (tracker.position >= 1)  # [batch, pos]
+        x = h[selected]  # [n, d_model], the model's device and dtype
+        with torch.no_grad():
+            latents = sae.encode(x.to(weight.device, weight.dtype))  # [n, d_sae], the SAE's device and dtype
+            edited = _apply_edits(latents, edits) if edits else latents
+            if keep_error:  # x + (decode(edited) - decode(latents)): x never rounds to the SAE's dtype
+                out = x + (sae.decode(edited) - sae.decode(latents)).to(h.device, h.dtype)
+            else:
+                out = sae.decode(edited).to(h.device, h.dtype)
+        result = h.clone()
+        result[selected] = out
+        return result
+    return fn
 
 
 @contextlib.contextmanager
 def _through_sae(model: Any, sae: Any, edits: Mapping[int, LatentEdit], keep_error: bool,
                  positions: Positions) -> Iterator[None]:
     point = check_sae(sae, model)
-    _check_edits(sae, edits)
+    edits = _check_edits(sae, edits)
     _check_positions(positions)
-    weight = sae.W_enc
-
+    if keep_error and not edits:  # nothing to change: the model runs untouched
+        yield
+        return
     with model.token_positions() as tracker:
-        def fn(h: torch.Tensor) -> torch.Tensor:
-            selected = select_positions(tracker, positions) & (tracker.position >= 1)  # [batch, pos]
-            x = h[selected]  # [n, d_model]
-            with torch.no_grad():
-                latents = sae.encode(x.to(weight.device, weight.dtype))
-                reconstruction = sae.decode(latents)
-                out = sae.decode(_apply_edits(latents, edits)) if edits else reconstruction
-                if keep_error:
-                    out = out + (x.to(out.dtype) - reconstruction)
-            edited = h.clone()
-            edited[selected] = out.to(h.dtype)
-            return edited
-
+        fn = _site_function(sae, edits, keep_error, tracker, positions)
         with model.hooks([(model.point(point.site, point.layer), fn)]):
             yield
 
@@ -94,8 +119,9 @@ def sae_edit(model: Any, sae: Any, edits: Mapping[int, LatentEdit], positions: P
             latent's values ``[n_tokens]`` to new ones, e.g. ``lambda a: 4 * a``).
         positions: which tokens, as in :func:`steerlab.steer` (``"all"``, ``"last"``, ...); the
             first token is never edited.
-        keep_error: keep ``x - decode(encode(x))`` (default); False splices the edited
-            reconstruction alone.
+        keep_error: keep ``x - decode(encode(x))`` (default): the site becomes
+            ``x + decode(edited) - decode(latents)``, and with no edit the model is untouched.
+            False splices the edited reconstruction alone.
     """
     with _through_sae(model, sae, edits, keep_error=keep_error, positions=positions):
         yield

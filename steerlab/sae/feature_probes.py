@@ -5,7 +5,9 @@
 * :class:`SparseProbe`: "Finding Neurons in a Haystack" (Gurnee et al.): choose k latents
   on the training split (by standardised mean difference or by |AUROC - 0.5|), then
   fit an L2 logistic regression on those k only. k = 1 localises the concept in one latent.
-* :func:`k_sparse_curve`: held-out AUROC and accuracy of the sparse probe for k = 1..64.
+* :func:`k_sparse_curve`: held-out AUROC and accuracy of the sparse probe for k = 1..64;
+* :func:`choose_k`: the k to report, chosen by cross-validation on the training split only
+  (picking the best k on the held-out split would report an optimistic number).
 
 Example:
     >>> import numpy as np
@@ -27,29 +29,42 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from steerlab.probes.metrics import auroc, sigmoid
+from steerlab.probes.validation import NotFittedError, ProbeInputError, as_activation_tensor, check_labels
 
 KS = (1, 2, 4, 8, 16, 32, 64)
 SELECTIONS = ("mean_diff", "auroc")
+CV_FOLDS = 5
 
 
-def _as_numpy(values: Any) -> np.ndarray:
-    return values.detach().cpu().float().numpy() if hasattr(values, "detach") else np.asarray(values, dtype=np.float32)
+def _latent_matrix(latents: Any) -> np.ndarray:
+    """Latents ``[n, d_sae]`` (tensor or array) as a finite float32 array; clear errors otherwise."""
+    tensor, _ = as_activation_tensor(latents)
+    if tensor.ndim != 2:
+        raise ProbeInputError(f"Latents must be [n, d_sae], got shape {tuple(tensor.shape)}: encode one "
+                              "layer's activations (steerlab.sae.encode) per call.")
+    return tensor.numpy()
 
 
-def _check_labels(labels: Any, n: int) -> np.ndarray:
-    y = np.asarray(labels).astype(np.int64).reshape(-1)
-    if len(y) != n:
-        raise ValueError(f"Got {len(y)} labels for {n} rows of latents.")
-    if set(np.unique(y).tolist()) != {0, 1}:
-        raise ValueError("Labels must be binary 0/1 with both classes present.")
-    return y
+def _binary_labels(labels: Any, n: int, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(y01 [n] int64, classes [2])`` via :func:`check_labels`; soft labels (probabilities) are refused."""
+    values = np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels)
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values) & (values == np.round(values))):
+        raise ProbeInputError(f"Labels must be class labels (e.g. 0/1), got non-integer values such as "
+                              f"{values[values != np.round(values)][:3].tolist()}: threshold soft labels "
+                              "first, e.g. (p > 0.5).astype(int).")
+    return check_labels(values, n, classes)
 
 
 def latent_aurocs(latents: Any, labels: Any) -> np.ndarray:
-    """``[d_sae]``: AUROC of each latent ``[n, d_sae]`` for ``labels`` ``[n]`` (ties averaged; Mann-Whitney)."""
-    Z = _as_numpy(latents)
-    y = _check_labels(labels, len(Z)).astype(bool)
+    """``[d_sae]``: AUROC of each latent ``[n, d_sae]`` for ``labels`` ``[n]`` (ties averaged; Mann-Whitney).
+
+    The positive class is the larger label (1 for 0/1 labels).
+    """
+    Z = _latent_matrix(latents)
+    y = _binary_labels(labels, len(Z))[0].astype(bool)
     ranks = rankdata(Z, axis=0)  # [n, d_sae], average ranks on ties (many zeros)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     return (ranks[y].sum(axis=0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
@@ -57,8 +72,8 @@ def latent_aurocs(latents: Any, labels: Any) -> np.ndarray:
 
 def selection_scores(latents: Any, labels: Any, selection: str = "mean_diff") -> np.ndarray:
     """``[d_sae]`` how strongly each latent separates the classes (higher = better; sign-free)."""
-    Z = _as_numpy(latents)
-    y = _check_labels(labels, len(Z)).astype(bool)
+    Z = _latent_matrix(latents)
+    y = _binary_labels(labels, len(Z))[0].astype(bool)
     if selection == "mean_diff":
         return np.abs(Z[y].mean(axis=0) - Z[~y].mean(axis=0)) / (Z.std(axis=0) + 1e-6)
     if selection == "auroc":
@@ -70,11 +85,12 @@ class SparseProbe:
     """A logistic probe on the ``k`` latents chosen on the training data (sklearn conventions).
 
     Args:
-        k: number of latents kept.
+        k: number of latents kept (at most the number of latents).
         selection: ``"mean_diff"`` (|mean difference| / std) or ``"auroc"`` (|AUROC - 0.5|).
         C: inverse L2 strength of the logistic regression on the standardised k latents.
 
-    Fitted attributes: ``features_`` ``[k]`` (best first), ``coef_`` ``[k]``, ``intercept_``,
+    Fitted attributes: ``classes_`` ``[2]`` (``predict`` returns these; the second is the
+    positive class), ``features_`` ``[k]`` (best first), ``coef_`` ``[k]``, ``intercept_``,
     ``mean_`` / ``scale_`` ``[k]`` (the standardisation).
     """
 
@@ -86,36 +102,48 @@ class SparseProbe:
         self.k, self.selection, self.C = k, selection, C
 
     def fit(self, latents: Any, labels: Any) -> "SparseProbe":
-        Z = _as_numpy(latents)
-        y = _check_labels(labels, len(Z))
+        Z = _latent_matrix(latents)
+        if self.k > Z.shape[1]:
+            raise ProbeInputError(f"k={self.k} but the latents have only {Z.shape[1]} columns: "
+                                  f"pass k <= {Z.shape[1]}.")
+        y, self.classes_ = _binary_labels(labels, len(Z))
         self.features_ = np.argsort(-selection_scores(Z, y, self.selection), kind="stable")[: self.k]
-        chosen = Z[:, self.features_]
+        chosen = Z[:, self.features_]  # [n, k]
         self.mean_, self.scale_ = chosen.mean(axis=0), chosen.std(axis=0) + 1e-6
         model = LogisticRegression(C=self.C, max_iter=1000).fit((chosen - self.mean_) / self.scale_, y)
         self.coef_, self.intercept_ = model.coef_[0], float(model.intercept_[0])
         return self
 
-    def decision_function(self, latents: Any) -> np.ndarray:
-        """``[n]`` logits."""
+    def _check_fitted(self) -> None:
         if not hasattr(self, "features_"):
-            raise ValueError("This SparseProbe is not fitted: call fit(latents, labels) first.")
-        chosen = _as_numpy(latents)[:, self.features_]
+            raise NotFittedError("This SparseProbe is not fitted: call fit(latents, labels) first.")
+
+    def decision_function(self, latents: Any) -> np.ndarray:
+        """``[n]`` logits (positive: ``classes_[1]``)."""
+        self._check_fitted()
+        chosen = _latent_matrix(latents)[:, self.features_]
         return ((chosen - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
 
     def predict_proba(self, latents: Any) -> np.ndarray:
-        """``[n, 2]`` class probabilities."""
-        p = 1 / (1 + np.exp(-self.decision_function(latents)))
+        """``[n, 2]`` class probabilities (columns in ``classes_`` order)."""
+        p = sigmoid(self.decision_function(latents))
         return np.stack([1 - p, p], axis=1)
 
     def predict(self, latents: Any) -> np.ndarray:
-        return (self.decision_function(latents) > 0).astype(np.int64)
+        """``[n]`` predicted labels, from ``classes_``."""
+        return self.classes_[(self.decision_function(latents) > 0).astype(np.int64)]
 
     def score(self, latents: Any, labels: Any) -> float:
-        """Accuracy."""
-        return float((self.predict(latents) == np.asarray(labels)).mean())
+        """Accuracy (labels checked against ``classes_``)."""
+        logits = self.decision_function(latents)
+        y = _binary_labels(labels, len(logits), self.classes_)[0]
+        return float(((logits > 0) == (y == 1)).mean())
 
     def auroc(self, latents: Any, labels: Any) -> float:
-        return float(roc_auc_score(np.asarray(labels), self.decision_function(latents)))
+        """Held-out AUROC of the logits (nan if ``labels`` hold one class only)."""
+        logits = self.decision_function(latents)
+        y = _binary_labels(labels, len(logits), self.classes_)[0]
+        return auroc(y, logits)
 
 
 def k_sparse_curve(train_latents: Any, train_labels: Any, test_latents: Any, test_labels: Any,
@@ -128,3 +156,27 @@ def k_sparse_curve(train_latents: Any, train_labels: Any, test_latents: Any, tes
                      "accuracy": probe.score(test_latents, test_labels),
                      "features": probe.features_[:8].tolist()})
     return rows
+
+
+def choose_k(train_latents: Any, train_labels: Any, ks: Sequence[int] = KS, selection: str = "mean_diff",
+             folds: int = CV_FOLDS, seed: int = 0, groups: Any = None) -> dict[str, Any]:
+    """``{k, cv_auroc, folds, cv_aurocs}``: the k with the best mean AUROC over stratified folds of the TRAIN split.
+
+    Latent selection and the logistic fit are redone inside every fold, so the held-out
+    split never influences k (ties go to the smaller k). Pass ``groups`` ``[n]`` (e.g. the
+    entity of each row) to keep a group inside one fold: without it, rows about an entity
+    the model memorised land on both sides and k=1 looks perfect.
+    """
+    Z = _latent_matrix(train_latents)
+    y = _binary_labels(train_labels, len(Z))[0]
+    if groups is None:
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(Z, y))
+    else:
+        splits = list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(Z, y, np.asarray(groups)))
+    means = {}
+    for k in ks:
+        scores = [SparseProbe(k=k, selection=selection).fit(Z[fit], y[fit]).auroc(Z[held], y[held])
+                  for fit, held in splits]
+        means[int(k)] = float(np.mean(scores))
+    best = max(means, key=lambda k: (means[k], -k))
+    return {"k": best, "cv_auroc": means[best], "folds": folds, "cv_aurocs": means}

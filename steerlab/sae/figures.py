@@ -47,15 +47,21 @@ def k_sparse_figure(curves: dict[str, Sequence[dict]], baselines: dict[str, floa
 
 
 def detection_steering_scatter(comparisons: Sequence[dict]) -> Any:
-    """Detection AUROC (x) vs steering efficacy at matched KL (y), one marker per method and concept."""
+    """Detection AUROC (x) vs steering efficacy at matched KL (y), one marker per method and concept.
+
+    Rows whose KL was not matched (``matched`` False) get an open marker and "(KL unmatched)".
+    """
     import plotly.graph_objects as go
 
     figure = go.Figure()
     for comparison, symbol in zip(comparisons, ("circle", "diamond", "square")):
         rows = comparison["methods"]
+        matched = [r.get("matched", True) for r in rows]
         figure.add_trace(go.Scatter(
             x=[r["detection_auroc"] for r in rows], y=[r["efficacy"] for r in rows], mode="markers+text",
-            text=[r["method"] for r in rows], textposition="top center", marker=dict(size=11, symbol=symbol),
+            text=[r["method"] if ok else f"{r['method']} (KL unmatched)" for r, ok in zip(rows, matched)],
+            textposition="top center",
+            marker=dict(size=11, symbol=[symbol if ok else f"{symbol}-open" for ok in matched]),
             name=f"{comparison['concept']} (KL = {comparison['kl_budget']})"))
     return figure.update_layout(title="Detect vs steer (AxBench-style, no LLM judge)", xaxis_title="held-out detection AUROC",
                                 yaxis_title="steering efficacy at matched KL", template="plotly_white", height=440)

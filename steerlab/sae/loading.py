@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,9 @@ def sae_point(sae: Any) -> SitePoint:
 def check_sae(sae: Any, model: Any = None, *, site: str | None = None, layer: int | None = None) -> SitePoint:
     """Raise a ValueError if ``sae`` does not fit ``model`` (width, layer count) or the expected site/layer.
 
+    Warns (UserWarning) when the SAE records a ``cfg.metadata.model_name`` other than ``model.name``:
+    same width and layers do not make it the same model (a renamed local copy is fine).
+
     Returns the SAE's :class:`SitePoint`.
     """
     point = sae_point(sae)
@@ -78,11 +82,21 @@ def check_sae(sae: Any, model: Any = None, *, site: str | None = None, layer: in
             raise ValueError(f"This SAE hooks {point.hook_name} but {model.name!r} has only {model.n_layers} layers: "
                              "it was trained on another model.")
         model.point(point.site, point.layer)  # raises if the site is unavailable on this architecture
+        _warn_on_other_model_name(sae, model)
     return point
 
 
+def _warn_on_other_model_name(sae: Any, model: Any) -> None:
+    """UserWarning when the SAE's recorded ``model_name`` (if any) differs from ``model.name``."""
+    trained_on = getattr(sae.cfg.metadata, "model_name", None)
+    if trained_on and getattr(model, "name", None) and trained_on != model.name:
+        warnings.warn(f"This SAE records model_name={trained_on!r} but is used on {model.name!r}: its features "
+                      f"only mean something on {trained_on!r}. Check that this is the right model (or a renamed "
+                      "copy of it), or load the SAE trained on this model.", UserWarning, stacklevel=3)
+
+
 def load_sae(source: str | os.PathLike | tuple[str, str], *, model: Any = None, site: str | None = None,
-             layer: int | None = None, device: str = "cpu") -> Any:
+             layer: int | None = None, device: str | None = None) -> Any:
     """Load a sae-lens SAE and check it against ``model`` / ``site`` / ``layer`` when given.
 
     Args:
@@ -93,13 +107,14 @@ def load_sae(source: str | os.PathLike | tuple[str, str], *, model: Any = None, 
             ``("gpt2-small-res-jb", "blocks.8.hook_resid_pre")``).
         model: a :class:`~steerlab.models.ModelAdapter` the SAE must fit (d_in == d_model).
         site, layer: the site / layer the caller means to use it at; must equal the SAE's hook.
-        device: where to put the SAE.
+        device: where to put the SAE; default: ``model``'s device when a model is given, else CPU.
 
     Returns:
         A sae-lens ``SAE`` (``StandardSAE``, ``TopKSAE``...) in eval mode.
     """
     from sae_lens import SAE
 
+    device = _default_device(model) if device is None else str(device)
     if isinstance(source, tuple):
         if len(source) != 2:
             raise ValueError(f"A hub SAE is (release, sae_id), got {source!r}.")
@@ -118,3 +133,9 @@ def load_sae(source: str | os.PathLike | tuple[str, str], *, model: Any = None, 
     sae.eval()
     check_sae(sae, model, site=site, layer=layer)
     return sae
+
+
+def _default_device(model: Any) -> str:
+    """The model's device as a string (``"cuda:0"``, ``"cpu"``...), or ``"cpu"`` without a model."""
+    device = getattr(model, "device", None) if model is not None else None
+    return "cpu" if device is None else str(device)

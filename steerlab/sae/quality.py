@@ -5,8 +5,11 @@
 * dead fraction: latents never active on the evaluation text;
 * CE loss: mean next-token loss of the evaluation text clean, with the SAE spliced in
   (reconstruction replaces the site) and with the site mean-ablated; ``ce_increase`` is
-  spliced - clean and ``ce_loss_recovered`` is (ablated - spliced) / (ablated - clean),
-  as in sae-lens' evals and Bricken et al., "Towards Monosemanticity".
+  spliced - clean and ``ce_loss_recovered`` is (ablated - spliced) / (ablated - clean).
+  The formula is sae-lens' "CE loss score", but sae-lens ablates with zeros and steerlab
+  with the site's mean over the evaluation text. Mean ablation usually hurts less than
+  zeros, so the same SAE usually scores lower here than in sae-lens' evals (compare
+  numbers across the two only with that in mind).
 
 Example:
     >>> report = sae_quality(model, sae, demo_corpus(500, seed=999))          # doctest: +SKIP
@@ -31,8 +34,8 @@ from steerlab.steering.metrics import mean_nll, token_logprobs
 def reconstruction_metrics(sae: Any, activations: torch.Tensor) -> dict[str, float]:
     """Explained variance, MSE, L0 and dead fraction of ``activations`` ``[n_tokens, d_in]``."""
     latents = encode(sae, activations)  # [n_tokens, d_sae]
-    reconstruction = torch.cat([sae.decode(latents[i:i + 8192].to(sae.W_dec.dtype)).float().cpu()
-                                for i in range(0, len(latents), 8192)])
+    reconstruction = torch.cat([sae.decode(latents[i:i + 8192].to(sae.W_dec.device, sae.W_dec.dtype)).float().cpu()
+                                for i in range(0, len(latents), 8192)])  # [n_tokens, d_in] on CPU
     x = activations.float()
     residual = (x - reconstruction).pow(2).sum()
     total = (x - x.mean(dim=0)).pow(2).sum()
@@ -53,7 +56,7 @@ def ce_losses(model: Any, sae: Any, texts: Sequence[str]) -> dict[str, float]:
 
     def mean_ablate(h: torch.Tensor) -> torch.Tensor:
         ablated = mean.to(h.device, h.dtype).expand_as(h).clone()
-        ablated[:, 0] = h[:, 0]  # keep the first token, as the splice does (right padding: column 0 is BOS)
+        ablated[:, 0] = h[:, 0]  # keep the first token, as the splice does (right padding: column 0 is the first token)
         return ablated
 
     with model.hooks([(model.point(point.site, point.layer), mean_ablate)]):

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace, command: str) -> dict:
             "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, "train_seconds": round(seconds, 1),
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                          if k not in ("out", "command")},
-            "quality_heldout": {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()}}
+            "quality_heldout": {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()},
+            "ce_loss_recovered_baseline": "mean ablation of the site (sae-lens' CE loss score uses zero ablation)"}
     (out / "card.json").write_text(json.dumps(card, indent=1))
     return card
 

@@ -2,9 +2,12 @@
 
 The data provider is an endless iterator of shuffled ``[batch, d_in]`` tensors cut
 from ``capture(..., position="all")`` over the text you give (the demo corpus by
-default), first tokens (BOS) left out. TopK ("Scaling and evaluating sparse
-autoencoders", Gao et al.) and the standard L1 SAE ("Towards Monosemanticity",
-Bricken et al.) are both sae-lens training classes; activations are normalised to
+default), first tokens left out (BOS where the tokenizer adds one, else the first word; an
+attention sink with a norm several times the others). ``cfg.metadata.prepend_bos`` records
+whether the tokenizer adds a BOS (steerlab itself never adds one).
+
+TopK ("Scaling and evaluating sparse autoencoders", Gao et al.) and the standard L1 SAE
+("Towards Monosemanticity", Bricken et al.) are both sae-lens training classes; activations are normalised to
 an expected norm of sqrt(d_in) during training and the factor folded back into the
 weights afterwards, so the saved SAE reads raw activations.
 
@@ -53,12 +56,15 @@ def activation_batches(activations: torch.Tensor, batch_size: int, seed: int = 0
 
 
 def training_config(architecture: str, d_in: int, d_sae: int, *, k: int, l1_coefficient: float, hook_name: str,
-                    model_name: str) -> Any:
-    """The sae-lens TrainingSAE config for ``"topk"`` or ``"standard"`` (L1)."""
+                    model_name: str, prepend_bos: bool) -> Any:
+    """The sae-lens TrainingSAE config for ``"topk"`` or ``"standard"`` (L1).
+
+    ``prepend_bos``: whether the training text started with a BOS token (the tokenizer's doing).
+    """
     from sae_lens import StandardTrainingSAEConfig, TopKTrainingSAEConfig
     from sae_lens.saes.sae import SAEMetadata
 
-    metadata = SAEMetadata(hook_name=hook_name, model_name=model_name, prepend_bos=True)
+    metadata = SAEMetadata(hook_name=hook_name, model_name=model_name, prepend_bos=prepend_bos)
     common = dict(d_in=d_in, d_sae=d_sae, normalize_activations="expected_average_only_in", metadata=metadata)
     if architecture == "topk":
         return TopKTrainingSAEConfig(k=k, **common)
@@ -74,7 +80,8 @@ def train_sae(model: Any, texts: Sequence[str], *, layer: int, site: str = "resi
 
     Args:
         model: a :class:`~steerlab.models.ModelAdapter`.
-        texts: training text; every token but the first of each text is one training row.
+        texts: training text; every token but the first of each text (BOS where the tokenizer adds
+            one, else the first word) is one training row.
         layer, site: where to read (``cfg.metadata.hook_name`` becomes ``blocks.{layer}.hook_{site}``).
         architecture: ``"topk"`` (k active latents per token) or ``"standard"`` (ReLU + L1 penalty).
         d_sae: number of latents; k: active latents (topk); l1_coefficient: sparsity penalty (standard).
@@ -90,14 +97,15 @@ def train_sae(model: Any, texts: Sequence[str], *, layer: int, site: str = "resi
     from sae_lens.saes.sae import TrainingSAE
     from sae_lens.training.sae_trainer import SAETrainer
 
-    from steerlab.sae.activations import token_rows
+    from steerlab.sae.activations import token_rows, tokenizer_adds_bos
 
     torch.manual_seed(seed)
     point = model.point(site, layer)
     started = time.perf_counter()
     activations = token_rows(model, point, texts)[0]
     cfg = training_config(architecture, model.d_model, d_sae, k=k, l1_coefficient=l1_coefficient,
-                          hook_name=point.hook_name, model_name=model.name)
+                          hook_name=point.hook_name, model_name=model.name,
+                          prepend_bos=tokenizer_adds_bos(model.tokenizer))
     training_sae = TrainingSAE.from_dict(cfg.to_dict())
     trainer_cfg = SAETrainerConfig(
         total_training_samples=steps * batch_size, train_batch_size_samples=batch_size, lr=lr, lr_end=lr / 10,

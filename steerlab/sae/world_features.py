@@ -10,10 +10,15 @@ token position:
 * ``sentiment`` / ``topic``: review and sport/cooking sentences at their last token;
 * ``truth``: held-out city statements at their last token.
 
+The AUROCs are IN-SAMPLE: the best of ``d_sae`` latents is chosen and scored on the same
+texts, so they are optimistic (with 512 latents and a few positives, some latent fits by
+chance); ``runner_up_in_sample_auroc`` shows how far ahead the chosen one is. Read them as
+"a latent lines up with this value", not as a held-out detection score.
+
 Example:
     >>> rows = world_variable_table(model, sae)                                   # doctest: +SKIP
     >>> [r for r in rows if r["variable"] == "country (country token)"][0]       # doctest: +SKIP
-    {'variable': 'country (country token)', 'value': 'bunai', 'feature': 17, 'auroc': 1.0, ...}
+    {'variable': 'country (country token)', 'value': 'bunai', 'feature': 17, 'in_sample_auroc': 1.0, ...}
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from steerlab.world import templates as tp
 
 
 def best_feature_per_value(z: Any, values: Sequence[str], variable: str) -> list[dict[str, Any]]:
-    """For each distinct value, the feature with the highest AUROC for ``values == value`` (one-vs-rest)."""
+    """For each distinct value, the feature of ``z`` ``[n, d_sae]`` with the highest in-sample AUROC for
+    ``values == value`` (one-vs-rest; chosen and scored on the same rows)."""
     values = np.asarray(values)
     rows = []
     for value in sorted(set(values.tolist())):
@@ -40,13 +46,14 @@ def best_feature_per_value(z: Any, values: Sequence[str], variable: str) -> list
         aurocs = latent_aurocs(z, labels)
         order = np.argsort(-aurocs)
         rows.append({"variable": variable, "value": str(value), "feature": int(order[0]),
-                     "auroc": float(aurocs[order[0]]), "runner_up_auroc": float(aurocs[order[1]]),
+                     "in_sample_auroc": float(aurocs[order[0]]),
+                     "runner_up_in_sample_auroc": float(aurocs[order[1]]),
                      "n_positive": int(labels.sum())})
     return rows
 
 
 def world_variable_table(model: Any, sae: Any, world_seed: int = 0) -> list[dict[str, Any]]:
-    """Rows ``{variable, value, feature, auroc, runner_up_auroc, n_positive}`` for every world variable above."""
+    """Rows ``{variable, value, feature, in_sample_auroc, runner_up_in_sample_auroc, n_positive}`` per world value."""
     world = _world(world_seed)
     cities = [city for city in sorted(world.cities) if world.city_role[city] != "unseen"]
     countries = [world.cities[city] for city in cities]
@@ -65,12 +72,14 @@ def world_variable_table(model: Any, sae: Any, world_seed: int = 0) -> list[dict
 
 
 def summarize(rows: Sequence[dict[str, Any]], threshold: float = 0.9) -> list[dict[str, Any]]:
-    """Per variable: values, how many have a feature with AUROC >= threshold, distinct best features, mean AUROC."""
+    """Per variable: values, how many have a feature with in-sample AUROC >= threshold, distinct best features,
+    mean best in-sample AUROC."""
     summary = []
     for variable in dict.fromkeys(row["variable"] for row in rows):
         mine = [row for row in rows if row["variable"] == variable]
         summary.append({"variable": variable, "values": len(mine),
-                        f"values with AUROC >= {threshold}": sum(row["auroc"] >= threshold for row in mine),
+                        f"values with in-sample AUROC >= {threshold}":
+                            sum(row["in_sample_auroc"] >= threshold for row in mine),
                         "distinct best features": len({row["feature"] for row in mine}),
-                        "mean best AUROC": float(np.mean([row["auroc"] for row in mine]))})
+                        "mean best in-sample AUROC": float(np.mean([row["in_sample_auroc"] for row in mine]))})
     return summary
