@@ -16,9 +16,10 @@ Protocol:
    default loss weights of :class:`steerlab.probes.HallucinationProbe`.
 4. What the probe reads, on the TRAIN split only: the token's own state (the papers), the
    producing state one position earlier, both, and both plus the two output-confidence
-   numbers (steerlab's ``mlp_plus``), at every layer, by 5-fold cross-validation grouped by
-   answer x 3 seeds, against the output-confidence baselines on the same answers. This is
-   the check of the ``mlp_plus`` design that uses no test data.
+   numbers, each alone and combined with the output's odds (``with_output_odds``: steerlab's
+   ``mlp_plus`` detector is the last input, combined), at every layer, by 5-fold
+   cross-validation grouped by answer x 3 seeds, against the output-confidence baselines on
+   the same answers. This is the check of the ``mlp_plus`` design that uses no test data.
 5. The same input x layer table on the test split (3 seeds): a post-hoc diagnostic. It is
    the table that motivated ``mlp_plus``, so it cannot confirm it; the stage picks
    ``mlp_plus``'s layer on validation data, not here.
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import time
+from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -39,7 +41,7 @@ import torch
 import steerlab
 from steerlab.datasets import load
 from steerlab.hallucination import generate_and_capture, reference_labels
-from steerlab.hallucination.evaluation import cross_val_scores, detection_metrics
+from steerlab.hallucination.evaluation import cross_val_scores, detection_metrics, with_output_odds
 from steerlab.pipeline.hallucination_stage import METHOD_NAMES, METHODS, run_hallucination_stage
 from steerlab.probes import HallucinationProbe, LinearTokenProbe
 
@@ -73,15 +75,13 @@ def main() -> None:
                                  tokenizer=model.tokenizer).token
          for split in splits}
 
-    seeds = {name: _test_runs(cls, gen, y, (layer, "token", False))
+    seeds = {name: _test_runs(cls, gen, y, (layer, "token", False))["alone"]
              for name, cls in (("mlp", HallucinationProbe), ("linear", LinearTokenProbe))}
     plus = metrics["probe_inputs"]["mlp_plus"]
-    seeds["mlp_plus"] = _test_runs(HallucinationProbe, gen, y, (plus["layer"], plus["state"], plus["confidence"]))
-    inputs = {f"{label}, layer {read_layer}": _test_runs(HallucinationProbe, gen, y, (read_layer, state, confidence))
-              for label, state, confidence in INPUTS for read_layer in gen["train"].layers}
-    inputs_cv = {f"{label}, layer {read_layer}":
-                 _train_cv_runs(gen["train"], y["train"], (read_layer, state, confidence))
-                 for label, state, confidence in INPUTS for read_layer in gen["train"].layers}
+    seeds["mlp_plus"] = _test_runs(HallucinationProbe, gen, y, (plus["layer"], plus["state"], plus["confidence"])
+                                   )["with_output_odds"]
+    inputs = _by_input(lambda read: _test_runs(HallucinationProbe, gen, y, read), gen["train"].layers)
+    inputs_cv = _by_input(lambda read: _train_cv_runs(gen["train"], y["train"], read), gen["train"].layers)
 
     ablation = {}
     X, answers = gen["train"].layer(layer).numpy(), gen["train"].answer_index
@@ -106,22 +106,35 @@ def main() -> None:
     print(f"wrote {args.out} and its .md in {results['seconds']} s")
 
 
+def _by_input(runs: Callable[[tuple[int, str, bool]], dict], layers: list[int]) -> dict[str, dict]:
+    """``{"<input>, layer L": spread, "<input> x output odds, layer L": spread}`` for every input and layer."""
+    out = {}
+    for label, state, confidence in INPUTS:
+        for layer in layers:
+            both = runs((layer, state, confidence))
+            out[f"{label}, layer {layer}"] = both["alone"]
+            out[f"{label} x output odds, layer {layer}"] = both["with_output_odds"]
+    return out
+
+
+def _alone_and_with_odds(y: np.ndarray, scores: list[np.ndarray], max_prob: np.ndarray, answers: np.ndarray) -> dict:
+    """Spreads over seeds of the probe's scores alone and combined with the output's odds."""
+    return {"alone": _spread([detection_metrics(y, s, answers) for s in scores]),
+            "with_output_odds": _spread([detection_metrics(y, with_output_odds(s, max_prob), answers) for s in scores])}
+
+
 def _test_runs(cls: type, gen: dict, y: dict, read: tuple[int, str, bool]) -> dict:
-    """Fit on train with each seed, score the test split; mean and spread."""
-    runs = []
-    for seed in SEEDS:
-        probe = cls(random_state=seed).fit(gen["train"].features(*read), y["train"], groups=gen["train"].answer_index)
-        scores = probe.predict_proba(gen["test"].features(*read))[:, 1]
-        runs.append(detection_metrics(y["test"], scores, gen["test"].answer_index))
-    return _spread(runs)
+    """Fit on train with each seed, score the test split; spreads alone and x output odds."""
+    scores = [cls(random_state=seed).fit(gen["train"].features(*read), y["train"], groups=gen["train"].answer_index)
+              .predict_proba(gen["test"].features(*read))[:, 1] for seed in SEEDS]
+    return _alone_and_with_odds(y["test"], scores, gen["test"].max_prob, gen["test"].answer_index)
 
 
 def _train_cv_runs(train, y_train, read: tuple[int, str, bool]) -> dict:
     """Out-of-fold scores on the train answers (5 folds grouped by answer) with each seed; mean and spread."""
     X, answers = train.features(*read).numpy(), train.answer_index
-    runs = [detection_metrics(y_train, cross_val_scores(HallucinationProbe(random_state=seed), X, y_train, answers,
-                                                        seed=seed), answers) for seed in SEEDS]
-    return _spread(runs)
+    scores = [cross_val_scores(HallucinationProbe(random_state=seed), X, y_train, answers, seed=seed) for seed in SEEDS]
+    return _alone_and_with_odds(y_train, scores, train.max_prob, answers)
 
 
 def _spread(runs: list[dict]) -> dict:
@@ -217,17 +230,22 @@ def _train_cv_lines(results: dict) -> list[str]:
         lines.append(f"| {name} (no fitting) | {r['token']['auroc']:.3f} | {r['answer']['auroc']:.3f} | "
                      f"{r['answer']['recall@5%fpr']:.3f} |")
     plus_layer, token_layer = stage["probe_inputs"]["mlp_plus"]["layer"], stage["layer"]
-    plus = cv[f"{INPUTS[3][0]}, layer {plus_layer}"]["answer_auroc"]
+    plus = cv[f"{INPUTS[3][0]} x output odds, layer {plus_layer}"]["answer_auroc"]
+    plus_alone = cv[f"{INPUTS[3][0]}, layer {plus_layer}"]["answer_auroc"]
     token = cv[f"{INPUTS[0][0]}, layer {token_layer}"]["answer_auroc"]
-    best_token = max((r["answer_auroc"] for k, r in cv.items() if k.startswith(INPUTS[0][0])), key=lambda r: r["mean"])
+    token_rows = {k: r["answer_auroc"] for k, r in cv.items() if k.startswith(INPUTS[0][0])}
+    best_token = max((r for k, r in token_rows.items() if "output odds" not in k), key=lambda r: r["mean"])
+    best_token_odds = max((r for k, r in token_rows.items() if "output odds" in k), key=lambda r: r["mean"])
     confidence = max(r["answer"]["auroc"] for r in baselines.values())
-    lines += ["", f"At the stage's layers, answer AUROC is {_ms(plus)} for token + producing states + confidence "
-              f"(layer {plus_layer}) vs {_ms(token)} for the token state (layer {token_layer}; its best layer: "
-              f"{best_token['mean']:.3f}) and {confidence:.3f} for the better confidence baseline. Train-split "
-              f"cross-validation {_agrees(plus, best_token['mean'])} that steerlab's input beats the token state "
-              f"(margin {plus['mean'] - best_token['mean']:+.3f} over its best layer) and "
-              f"{_agrees(plus, confidence)} that it beats output confidence (margin {plus['mean'] - confidence:+.3f}; "
-              f"seed std {plus['std']:.3f}). Each fold's probe is fitted on 4/5 of the "
+    lines += ["", f"At the stage's layer ({plus_layer}), steerlab's detector (token + producing states + confidence, "
+              f"x output odds) reaches answer AUROC {_ms(plus)}; its MLP alone {_ms(plus_alone)}. Against it: the "
+              f"papers' token-state probe alone, {_ms(token)} at the stage's layer {token_layer} (best layer "
+              f"{best_token['mean']:.3f}); the same probe x output odds, best layer {best_token_odds['mean']:.3f}; "
+              f"the better confidence baseline, {confidence:.3f}. Train-split cross-validation "
+              f"{_agrees(plus, confidence)} that the detector beats output confidence (margin "
+              f"{plus['mean'] - confidence:+.3f}, seed std {plus['std']:.3f}) and {_agrees(plus, best_token_odds['mean'])} "
+              f"that reading the producing state adds to combining the papers' probe with the output odds (margin "
+              f"{plus['mean'] - best_token_odds['mean']:+.3f}). Each fold's probe is fitted on 4/5 of the "
               f"{stage['data']['train']['answers']} train answers; the baselines need no fitting."]
     return lines
 

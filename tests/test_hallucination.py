@@ -364,13 +364,15 @@ def _stage_metrics(probe_auroc: float, baseline_auroc: float, wrong: int, confid
     return {"methods": {"mlp": method(probe_auroc), "mlp_plus": method(probe_auroc - 0.01),
                         "linear": method(probe_auroc - 0.02), "max_prob": method(baseline_auroc),
                         "entropy": method(baseline_auroc - 0.01)},
-            "data": {"test": {"wrong_answers": wrong}}, "confident": {"n_wrong": confident_wrong}}
+            "data": {"test": {"wrong_answers": wrong}}, "confident": {"n_wrong": confident_wrong},
+            "train_cv": {"mlp_plus": 0.93, "mlp_plus_probe_alone": 0.9, "max_prob": 0.91, "entropy": 0.9}}
 
 
 def test_stage_verdict_follows_the_numbers():
     from steerlab.pipeline.hallucination_stage import _confident_reading, _verdict
 
-    assert _verdict(_stage_metrics(0.95, 0.90, 80, 10)).startswith("The MLP probe (Liang & Wang) beats")
+    won = _verdict(_stage_metrics(0.95, 0.90, 80, 10))
+    assert won.startswith("On the test split the MLP probe (Liang & Wang) beats") and "holds without test data" in won
     lost = _verdict(_stage_metrics(0.85, 0.90, 80, 10))
     assert "do NOT beat" in lost and "70 of the 80 wrong answers had a first-token probability of at most" in lost
     assert "doubt" not in _verdict(_stage_metrics(0.85, 0.90, 80, 60))  # most errors were confident: no such claim

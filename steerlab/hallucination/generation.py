@@ -12,10 +12,11 @@ Two states belong to each generated token: its own (``hidden``: the token as inp
 the papers probe) and the *producing* state one position earlier (``producing``: the
 state whose next-token distribution chose it, where the model's uncertainty lives).
 ``GeneratedTokens.features(layer, state="both", confidence=True)`` concatenates them and
-the two output-confidence numbers. On the demo model's test split that lifts the MLP probe
-above output confidence alone (answer AUROC 0.943 vs 0.901); cross-validation on the train
-split puts it level with confidence (0.905 vs 0.906) and well above the token state alone
-(0.837; ``benchmarks/results_hallucination.md``).
+the two output-confidence numbers. On the demo model an MLP on them is well above the token
+state alone (answer AUROC 0.905 vs 0.837, cross-validated on the train split) but only level
+with output confidence (0.906); combined with the output's odds
+(:func:`~steerlab.hallucination.evaluation.with_output_odds`) it beats confidence (0.930; on
+the test split 0.946 vs 0.901; ``benchmarks/results_hallucination.md``).
 
 Example:
     >>> import steerlab

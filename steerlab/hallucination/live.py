@@ -24,14 +24,15 @@ from typing import Any, Iterator
 
 import torch
 
+from steerlab.hallucination.evaluation import with_output_odds
 from steerlab.hallucination.generation import STATES, next_token_confidence, probe_features, stop_token_ids
 from steerlab.models.adapter import ModelAdapter
 from steerlab.models.tokenization import encode, pad
 
 
 def stream_scores(adapter: ModelAdapter, probe: Any, prompt: str, *, layer: int | None = None,
-                  site: str | None = None, state: str = "token", confidence: bool = False, max_new_tokens: int = 20
-                  ) -> Iterator[tuple[str, float]]:
+                  site: str | None = None, state: str = "token", confidence: bool = False,
+                  with_output_odds: bool = False, max_new_tokens: int = 20) -> Iterator[tuple[str, float]]:
     """Yield ``(token, P(hallucinated))`` for each greedily generated token, as soon as it is scored.
 
     Args:
@@ -43,6 +44,8 @@ def stream_scores(adapter: ModelAdapter, probe: Any, prompt: str, *, layer: int 
             probe's record is an error.
         state, confidence: what the probe was fitted on (``GeneratedTokens.features``): ``"token"``,
             ``"producing"`` or ``"both"``, with or without the two output-confidence columns.
+        with_output_odds: combine the probe's score with the output's ``1 - max probability``
+            (:func:`~steerlab.hallucination.evaluation.with_output_odds`), as steerlab's detector does.
         max_new_tokens: stop after this many tokens (or at the EOS token, which is not yielded).
 
     The layer and site are checked when this is called, before the first token is generated.
@@ -50,11 +53,11 @@ def stream_scores(adapter: ModelAdapter, probe: Any, prompt: str, *, layer: int 
     if state not in STATES:
         raise ValueError(f"state must be one of {STATES}, got {state!r}.")
     point = adapter.point(*probe_site(probe, layer, site, adapter.n_layers))
-    return _stream(adapter, probe, prompt, point, state, confidence, max_new_tokens)
+    return _stream(adapter, probe, prompt, point, state, confidence, with_output_odds, max_new_tokens)
 
 
 def _stream(adapter: ModelAdapter, probe: Any, prompt: str, point: Any, state: str, confidence: bool,
-            max_new_tokens: int) -> Iterator[tuple[str, float]]:
+            output_odds: bool, max_new_tokens: int) -> Iterator[tuple[str, float]]:
     """The generator behind :func:`stream_scores`, reading at ``point``."""
     ids = encode(adapter.tokenizer, [prompt], max_length=adapter.context_length, strict=True)[0]
     stop_ids = stop_token_ids(adapter)
@@ -69,10 +72,11 @@ def _stream(adapter: ModelAdapter, probe: Any, prompt: str, point: Any, state: s
         with torch.no_grad():
             logits = adapter.forward(pad([ids], pad_id=adapter.pad_token_id, side="right"), [(point, read_last)])
         if pending is not None:
+            max_prob, entropy = next_token_confidence(producing_logits)
             features = probe_features(seen["own"], seen["producing"],
-                                      torch.stack(next_token_confidence(producing_logits), dim=-1) if confidence else None,
-                                      state)
-            score = float(probe.predict_proba(features.numpy())[0, 1])
+                                      torch.stack([max_prob, entropy], dim=-1) if confidence else None, state)
+            score = probe.predict_proba(features.numpy())[:, 1]
+            score = float((with_output_odds(score, max_prob.numpy()) if output_odds else score)[0])
             yield adapter.tokenizer.convert_ids_to_tokens(pending), score
         if step == max_new_tokens:
             return

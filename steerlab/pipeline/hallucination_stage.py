@@ -7,7 +7,7 @@ Wang, arXiv 2512.20949) and a linear probe (Obeso et al., arXiv 2509.03531) at t
 layer, both reading each answer token's own state as the papers do -> steerlab's variant, the
 same MLP on the token's state, the state that produced it (one position earlier, where the
 next-token uncertainty lives) and the two output-confidence numbers, with its own layer
-search -> evaluated on
+search, its score combined with the output's odds (``with_output_odds``) -> evaluated on
 the test split's answers against 1 - max probability and entropy, per token and per answer
 (max over its tokens), overall and on the confidently wrong answers -> a few answers scored
 live, token by token.
@@ -44,7 +44,7 @@ CONFIDENT = 0.9  # "confidently wrong": the first answer token had max probabili
 PROBE_METHODS = ("mlp", "mlp_plus", "linear")
 BASELINES = ("max_prob", "entropy")
 METHODS = (*PROBE_METHODS, *BASELINES)
-METHOD_NAMES = {"mlp": "MLP probe (Liang & Wang)", "mlp_plus": "MLP probe on token + producing states + confidence (steerlab)",
+METHOD_NAMES = {"mlp": "MLP probe (Liang & Wang)", "mlp_plus": "steerlab detector (MLP on both states x output odds)",
                 "linear": "linear probe (Obeso et al.)", "max_prob": "1 - max probability", "entropy": "entropy"}
 SEARCH = {"n_trials": 6, "n_startup_trials": 2, "seed": 0}  # optuna TPE settings of the layer searches
 PROBE_INPUTS = {"token": ("token", False), "plus": ("both", True)}  # layer search name -> (state, confidence)
@@ -76,13 +76,13 @@ def run_hallucination_stage(adapter: Any, progress: bool = True) -> tuple[dict[s
              "linear": (layer, "token", False)}
     probes = _fit_probes(train, y_train, reads, adapter.name)
     clock.lap("fit")
-    scores, thresholds = _scores_and_thresholds(probes, reads, train, test, y_train)
+    train_cv, plus_out_of_fold = _train_cross_validation(train, y_train, reads["mlp_plus"])
+    clock.lap("train_cv")
+    scores, thresholds = _scores_and_thresholds(probes, reads, train, test, y_train, plus_out_of_fold)
     methods = {name: {**detection_metrics(y_test, scores[name], test.answer_index, thresholds[name]),
                       "threshold": thresholds[name]} for name in METHODS}
     confident, by_role = _subsets(test, lab["test"].answer, np.array(qa["test"].roles), scores, thresholds)
     clock.lap("evaluate")
-    train_cv = _train_cross_validation(train, y_train, reads["mlp_plus"])
-    clock.lap("train_cv")
     live = _live_examples(adapter, probes["mlp_plus"], reads["mlp_plus"], test, lab["test"].answer, scores["mlp_plus"])
     clock.lap("live")
     clock.timings["total"] = round(sum(clock.timings.values()), 2)
@@ -144,29 +144,39 @@ def _fit_probes(train: Any, y_train: np.ndarray, reads: dict[str, tuple[int, str
 
 
 def _scores_and_thresholds(probes: dict[str, Any], reads: dict[str, tuple[int, str, bool]], train: Any, test: Any,
-                           y_train: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+                           y_train: np.ndarray, plus_out_of_fold: np.ndarray
+                           ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Test-split token scores ``[n_tokens]`` of every method, and each method's decision threshold
-    (the probes' F1-best on their validation split; the baselines' F1-best on the train split)."""
-    from steerlab.hallucination.evaluation import confidence_scores
+    (the paper probes' F1-best on their validation split; steerlab's on its out-of-fold train scores;
+    the baselines' F1-best on the train split)."""
+    from steerlab.hallucination.evaluation import confidence_scores, with_output_odds
     from steerlab.probes.metrics import best_f1_threshold
 
     scores = {name: probe.predict_proba(test.features(*reads[name]))[:, 1] for name, probe in probes.items()}
+    scores["mlp_plus"] = with_output_odds(scores["mlp_plus"], test.max_prob)
     scores |= confidence_scores(test.max_prob, test.entropy)
     thresholds = {name: probe.threshold_ for name, probe in probes.items()}
+    thresholds["mlp_plus"] = best_f1_threshold(y_train, plus_out_of_fold)
     thresholds |= {name: best_f1_threshold(y_train, train_scores)
                    for name, train_scores in confidence_scores(train.max_prob, train.entropy).items()}
     return scores, thresholds
 
 
-def _train_cross_validation(train: Any, y_train: np.ndarray, read: tuple[int, str, bool]) -> dict[str, float]:
-    """Answer AUROC on the train split without test data: steerlab's MLP by 5-fold cross-validation
-    grouped by answer, against the confidence baselines on the same answers."""
-    from steerlab.hallucination.evaluation import confidence_scores, cross_val_scores, detection_metrics
+def _train_cross_validation(train: Any, y_train: np.ndarray, read: tuple[int, str, bool]
+                            ) -> tuple[dict[str, float], np.ndarray]:
+    """Answer AUROC on the train split without test data: steerlab's detector (its MLP by 5-fold
+    cross-validation grouped by answer, with and without the output's odds) against the confidence
+    baselines on the same answers; and the detector's out-of-fold scores ``[n_tokens]``."""
+    from steerlab.hallucination.evaluation import (confidence_scores, cross_val_scores, detection_metrics,
+                                                   with_output_odds)
     from steerlab.probes import HallucinationProbe
 
-    out_of_fold = cross_val_scores(HallucinationProbe(), train.features(*read).numpy(), y_train, train.answer_index)
-    scores = {"mlp_plus": out_of_fold, **confidence_scores(train.max_prob, train.entropy)}
-    return {name: detection_metrics(y_train, s, train.answer_index)["answer"]["auroc"] for name, s in scores.items()}
+    probe_alone = cross_val_scores(HallucinationProbe(), train.features(*read).numpy(), y_train, train.answer_index)
+    detector = with_output_odds(probe_alone, train.max_prob)
+    scores = {"mlp_plus": detector, "mlp_plus_probe_alone": probe_alone,
+              **confidence_scores(train.max_prob, train.entropy)}
+    aurocs = {name: detection_metrics(y_train, s, train.answer_index)["answer"]["auroc"] for name, s in scores.items()}
+    return aurocs, detector
 
 
 def _probe_summary(probe: Any) -> dict[str, Any]:
@@ -223,7 +233,7 @@ def _live_examples(adapter: Any, probe: Any, read: tuple[int, str, bool], test: 
     examples, streams, offline_rows = [], [], []
     for i in chosen:
         streamed = list(stream_scores(adapter, probe, test.prompts[i], layer=read[0], state=read[1],
-                                      confidence=read[2], max_new_tokens=8))
+                                      confidence=read[2], with_output_odds=True, max_new_tokens=8))
         rows = np.flatnonzero(test.answer_index == i)
         streams.append(streamed)
         offline_rows.append(([test.tokens[r] for r in rows], offline[rows]))
@@ -269,7 +279,8 @@ def _overview_section(metrics: dict[str, Any], test: Any, y_test: np.ndarray, sc
          f"state of every answer token at layer {metrics['layer']} (the token as input). "
          "steerlab's variant adds the state one position earlier, the one whose next-token distribution produced "
          "the token, and that distribution's max probability and entropy, at "
-         f"layer {metrics['probe_inputs']['mlp_plus']['layer']}. "
+         f"layer {metrics['probe_inputs']['mlp_plus']['layer']}; its log-odds are added to the output's own "
+         "(1 - max probability), so it flags a token most when hidden states and output agree. "
          "An answer's score is the max over its tokens.", _verdict(metrics),
          f"Detection at a low false-positive rate, where a deployed detector works: answer recall at 5% FPR is "
          f"{_fmt(recall5['mlp'], '.2f')} (MLP), {_fmt(recall5['mlp_plus'], '.2f')} (steerlab's MLP), "
@@ -293,7 +304,7 @@ def _verdict(metrics: dict[str, Any]) -> str:
                  "level or behind there, so on this model the margin over confidence is not established.")
         return (f"On the test split the {METHOD_NAMES[probe]} beats output confidence (answer AUROC {auroc[probe]:.3f} "
                 f"vs {auroc[baseline]:.3f} for {METHOD_NAMES[baseline]}). By 5-fold cross-validation on the train "
-                f"split (no test data), steerlab's MLP scores {cv['mlp_plus']:.3f} against {cv_baseline:.3f} for the "
+                f"split (no test data), steerlab's detector scores {cv['mlp_plus']:.3f} (its MLP alone {cv['mlp_plus_probe_alone']:.3f}) against {cv_baseline:.3f} for the "
                 f"better confidence baseline: {check}")
     verdict = (f"Hidden-state probes do NOT beat output confidence overall on this model: answer AUROC "
                f"{auroc[probe]:.3f} for the {METHOD_NAMES[probe]} vs {auroc[baseline]:.3f} for "
