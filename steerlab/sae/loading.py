@@ -77,7 +77,7 @@ def check_sae(sae: Any, model: Any = None, *, site: str | None = None, layer: in
         if sae.cfg.d_in != model.d_model:
             raise ValueError(f"This SAE reads {sae.cfg.d_in}-dimensional activations but {model.name!r} has "
                              f"d_model={model.d_model}: it was trained on another model. Load the SAE made for "
-                             "this model, or train one (python -m steerlab.sae.train).")
+                             "this model, or train one (steerlab train-sae).")
         if point.layer >= model.n_layers:
             raise ValueError(f"This SAE hooks {point.hook_name} but {model.name!r} has only {model.n_layers} layers: "
                              "it was trained on another model.")
