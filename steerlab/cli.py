@@ -302,8 +302,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(f"  transfer AUROC ~ Mahalanobis cosine: R^2 = {probes['transfer_r2']['mahalanobis']['r2']:.2f}")
     print(_steering_line(metrics["steering"]["truth"]))
     hallucination = metrics["hallucination"]
-    print(f"  hallucination detection on {hallucination['methods']['mlp']['answer']['n']} QA answers "
-          f"(layer {hallucination['layer']}):")
+    print(f"  hallucination detection on {hallucination['methods']['mlp']['answer']['n']} QA answers (papers' probes "
+          f"at layer {hallucination['layer']}, steerlab's detector mlp_plus at layer "
+          f"{hallucination['probe_inputs']['mlp_plus']['layer']}):")
     print(text_table([{"method": name, "token AUROC": result["token"]["auroc"], "answer AUROC": result["answer"]["auroc"],
                        "answer recall@5% FPR": result["answer"]["recall@5%fpr"]}
                       for name, result in hallucination["methods"].items()]))
