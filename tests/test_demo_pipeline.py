@@ -53,6 +53,8 @@ def test_artifacts_load_back(demo_run):
     vector = SteeringVector.load(demo_run / "artifacts" / "truth_vector")
     assert probe.coef_.shape[-1] == vector.d_model == 128
     assert vector.model_name == "demo"
+    token_probe = load_probe(demo_run / "artifacts" / "hallucination_mlp_plus")
+    assert type(token_probe).__name__ == "HallucinationProbe" and token_probe.layer in range(4)
 
 
 def test_report_is_one_self_contained_page(demo_run):

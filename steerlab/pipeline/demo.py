@@ -113,7 +113,8 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
     lap("steering")
 
     # The later stages: each returns its metrics and its report sections.
-    hallucination, hallucination_sections = run_hallucination_stage(adapter, progress=progress)
+    hallucination, hallucination_sections = run_hallucination_stage(adapter, progress=progress,
+                                                                    artifacts=out / "artifacts")
     lap("hallucination")
     sae, sae_sections = run_sae_stage(adapter, progress=progress)
     lap("sae")

@@ -34,6 +34,8 @@ live, token by token.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -53,8 +55,12 @@ PROBE_INPUTS = {"token": ("token", False), "plus": ("both", True)}  # layer sear
 # ---------------------------------------------------------------- computation
 
 
-def run_hallucination_stage(adapter: Any, progress: bool = True) -> tuple[dict[str, Any], list[Any]]:
+def run_hallucination_stage(adapter: Any, progress: bool = True, artifacts: str | os.PathLike | None = None
+                            ) -> tuple[dict[str, Any], list[Any]]:
     """Run the stage on ``adapter`` (the demo model); returns ``(metrics, report sections)``.
+
+    With ``artifacts``, the fitted token probes are saved there as ``hallucination_<method>``
+    (safetensors + JSON; :func:`steerlab.probes.load_probe` reads them back).
 
     Example:
         >>> import steerlab
@@ -75,6 +81,9 @@ def run_hallucination_stage(adapter: Any, progress: bool = True) -> tuple[dict[s
     reads = {"mlp": (layer, "token", False), "mlp_plus": (searches["plus"].best_layer, "both", True),
              "linear": (layer, "token", False)}
     probes = _fit_probes(train, y_train, reads, adapter.name)
+    if artifacts is not None:
+        for name, probe in probes.items():
+            probe.save(Path(artifacts) / f"hallucination_{name}")
     clock.lap("fit")
     train_cv, plus_out_of_fold = _train_cross_validation(train, y_train, reads["mlp_plus"])
     clock.lap("train_cv")
