@@ -22,11 +22,12 @@ a first session:
   steerlab run run.toml
 
 each stage on its own:
-  capture   activations to a folder (safetensors shards + JSON)
-  probe     probes at every layer of a model on a labelled dataset
-  steer     generate with and without a steering vector or probe direction
-  train-sae a sparse autoencoder on a model's activations (sae-lens)
-  report    rebuild report.html from a run folder's saved sections
+  capture        activations to a folder (safetensors shards + JSON)
+  probe          probes at every layer of a model on a labelled dataset
+  steer          generate with and without a steering vector or probe direction
+  hallucination  token-level hallucination probes on the model's own answers
+  train-sae      a sparse autoencoder on a model's activations (sae-lens)
+  report         rebuild report.html from a run folder's saved sections
 
 `steerlab COMMAND --help` explains each one."""
 
@@ -131,6 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
     steer.add_argument("--positions", default="all", type=_position,
                        help="all, prompt, generated, last, or a token index to start at")
     steer.add_argument("--max-new-tokens", type=int, default=12)
+
+    hallucination = _command(
+        commands, "hallucination", "token-level hallucination probes on the model's own answers",
+        "Generate answers to questions, label each answer token against the reference answer, choose the layer "
+        "by Bayesian optimisation, fit the MLP probe (Liang & Wang), the linear probe (Obeso et al.) and "
+        "steerlab's detector, and compare them with output confidence; writes metrics.json, artifacts/ and "
+        "report.html. Without --file: the demo world's QA set.",
+        "steerlab hallucination demo --file qa.csv --question-column question --answer-column answer --out halluc/")
+    _model_arguments(hallucination)
+    hallucination.add_argument("--file", type=Path, help="a CSV of questions and reference answers")
+    hallucination.add_argument("--question-column", default="question")
+    hallucination.add_argument("--answer-column", default="answer")
+    hallucination.add_argument("--group-column", default=None, help="keep questions about one entity together")
+    hallucination.add_argument("--test-share", type=float, default=0.5, help="held-out share of the questions")
+    hallucination.add_argument("--max-new-tokens", type=int, default=8)
+    _output_arguments(hallucination)
 
     train_sae = _command(commands, "train-sae", "train a sparse autoencoder on a model's activations (sae-lens)",
                          "Capture one site at one layer over texts (--file, or the demo world's corpus), train a TopK "
@@ -265,6 +282,41 @@ def _run_steer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hallucination_table(hallucination: dict[str, Any]) -> str:
+    from steerlab.report.terminal import text_table
+
+    return text_table([{"method": name, "token AUROC": result["token"]["auroc"],
+                        "answer AUROC": result["answer"]["auroc"], "answer recall@5% FPR": result["answer"]["recall@5%fpr"]}
+                       for name, result in hallucination["methods"].items()])
+
+
+def _run_hallucination(args: argparse.Namespace) -> int:
+    import steerlab
+    from steerlab.datasets import qa_from_csv, split_by_group
+    from steerlab.pipeline.hallucination_stage import run_hallucination_stage
+    from steerlab.pipeline.output import prepare_output, versions, write_json
+    from steerlab.report import write_report
+    from steerlab.report.sections_file import save_sections
+
+    out = prepare_output(args.out, args.overwrite)
+    data = None
+    if args.file is not None:
+        qa = qa_from_csv(args.file, args.question_column, args.answer_column, args.group_column)
+        data = tuple(split_by_group(qa, part, test_share=args.test_share, seed=0) for part in ("train", "test"))
+    model = steerlab.load_model(args.model, backend=args.backend)
+    metrics, sections = run_hallucination_stage(model, artifacts=out / "artifacts", data=data,
+                                                max_new_tokens=args.max_new_tokens)
+    write_json(out / "metrics.json", {"schema": 1, "model": {"name": model.name, "n_layers": model.n_layers,
+                                                             "d_model": model.d_model},
+                                      "hallucination": metrics, "versions": versions()})
+    save_sections(out, "hallucination", sections)
+    write_report(out / "report.html", f"steerlab hallucination: {model.name}", sections)
+    print(f"\nsteerlab hallucination -> {out}/report.html, {out}/metrics.json, {out}/artifacts/")
+    print(f"  {metrics['data']['test']['answers']} test answers, {metrics['data']['test']['wrong_answers']} wrong:")
+    print(_hallucination_table(metrics))
+    return 0
+
+
 def _run_train_sae(args: argparse.Namespace) -> int:
     import json
     import shlex
@@ -305,9 +357,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(f"  hallucination detection on {hallucination['methods']['mlp']['answer']['n']} QA answers (papers' probes "
           f"at layer {hallucination['layer']}, steerlab's detector mlp_plus at layer "
           f"{hallucination['probe_inputs']['mlp_plus']['layer']}):")
-    print(text_table([{"method": name, "token AUROC": result["token"]["auroc"], "answer AUROC": result["answer"]["auroc"],
-                       "answer recall@5% FPR": result["answer"]["recall@5%fpr"]}
-                      for name, result in hallucination["methods"].items()]))
+    print(_hallucination_table(hallucination))
     sae = metrics["sae"]
     quality = next(row for row in sae["quality"] if row["name"] == sae["sae_name"])
     print(f"  SAE {sae['sae_name']}: explained variance {quality['explained_variance']:.3f}, L0 {quality['l0']:.1f}, "
@@ -322,7 +372,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"capture": _run_capture, "demo": _run_demo, "run": _run_pipeline_config, "probe": _run_probe,
-            "steer": _run_steer, "train-sae": _run_train_sae, "report": _run_report}
+            "steer": _run_steer, "hallucination": _run_hallucination, "train-sae": _run_train_sae,
+            "report": _run_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

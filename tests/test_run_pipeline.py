@@ -60,7 +60,7 @@ def test_broken_files_are_reported_with_their_path(tmp_path):
 
 
 def test_every_help_answers_quickly_and_shows_an_example():
-    for command in ([], ["run"], ["probe"], ["steer"], ["train-sae"], ["report"], ["demo"]):
+    for command in ([], ["run"], ["probe"], ["steer"], ["hallucination"], ["train-sae"], ["report"], ["demo"]):
         start = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "steerlab.cli", *command, "--help"], capture_output=True,
                                 text=True, check=True)
@@ -192,3 +192,27 @@ def test_train_sae_command_on_a_text_file(tmp_path, capsys):
     assert sae.cfg.d_sae == 512
     assert main(["train-sae", "--layer", "1", "--out", str(out)]) == 2  # an existing SAE is never replaced
     assert "already holds an SAE" in capsys.readouterr().err
+
+
+@needs_demo
+def test_hallucination_command_on_a_user_qa_csv(tmp_path, capsys):
+    from steerlab.datasets import load
+
+    rows = [(q, a, g) for part in ("train", "test") for q, a, g in zip(*(getattr(load("demo/qa", split=part), name)
+                                                                         for name in ("texts", "answers", "groups")))]
+    with open(tmp_path / "qa.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["q", "a", "entity"])
+        writer.writerows(rows)
+    out = tmp_path / "halluc"
+    assert main(["hallucination", "demo", "--file", str(tmp_path / "qa.csv"), "--question-column", "q",
+                 "--answer-column", "a", "--group-column", "entity", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["hallucination"]
+    n_test = metrics["data"]["test"]["answers"]
+    assert 0.4 * len(rows) < n_test < 0.6 * len(rows) and metrics["data"]["test"]["wrong_answers"] >= 50
+    assert metrics["methods"]["max_prob"]["answer"]["auroc"] > 0.8 and metrics["methods"]["mlp_plus"]["answer"]["auroc"] > 0.8
+    assert (out / "artifacts" / "hallucination_mlp_plus.safetensors").is_file() and (out / "report.html").is_file()
+    assert "mlp_plus" in capsys.readouterr().out
+    assert main(["hallucination", "demo", "--file", str(tmp_path / "qa.csv"), "--question-column", "question",
+                 "--out", str(tmp_path / "other")]) == 2
+    assert "no column 'question'" in capsys.readouterr().err

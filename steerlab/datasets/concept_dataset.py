@@ -109,6 +109,14 @@ class QADataset:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def subset(self, indices: Sequence[int] | np.ndarray) -> QADataset:
+        """The questions at `indices`, same name and metadata."""
+        idx = [int(i) for i in indices]
+        pick = lambda values: [values[i] for i in idx]  # noqa: E731
+        return QADataset(name=self.name, texts=pick(self.texts), answers=pick(self.answers), groups=pick(self.groups),
+                         kinds=pick(self.kinds), roles=pick(self.roles), frequency=self.frequency[idx],
+                         split=self.split, domain=self.domain, metadata=self.metadata)
+
     def __repr__(self) -> str:
         roles = {r: self.roles.count(r) for r in sorted(set(self.roles))}
         return f"QADataset({self.name!r}, split={self.split!r}, n={len(self)}, roles={roles})"

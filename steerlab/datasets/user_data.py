@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 from collections.abc import Iterable, Mapping
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from steerlab.datasets.concept_dataset import ConceptDataset
+from steerlab.datasets.concept_dataset import ConceptDataset, QADataset
 
 _TRUE_VALUES = {"1", "true", "yes", "1.0"}
 _FALSE_VALUES = {"0", "false", "no", "0.0"}
@@ -148,12 +149,44 @@ def from_hf(
     return rows_to_dataset(rows, source, text_column, label_column, group_column, name=source, domain=domain)
 
 
-def split_by_group(dataset: ConceptDataset, split: str, test_share: float = 0.3, seed: int = 0) -> ConceptDataset:
+def qa_from_csv(path: str | Path, question_column: str = "question", answer_column: str = "answer",
+                group_column: str | None = None, name: str | None = None) -> QADataset:
+    """Questions with reference answers from a CSV (header row), for hallucination detection.
+
+    The model answers each question; an answer is checked against its reference (see
+    :func:`steerlab.hallucination.reference_labels`). ``group_column`` (e.g. the entity asked
+    about) keeps related questions on one side of a split; by default each question is its own group.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "qa.csv"
+    >>> _ = path.write_text("question,answer\\nwhere is Paris ?,France\\nwhere is Lima ?,Peru\\n")
+    >>> qa = qa_from_csv(path); len(qa), qa.answers
+    (2, ['France', 'Peru'])
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise DatasetFormatError(f"{path}: no rows; expected a header row and one question per line.")
+    for column in (question_column, answer_column) + ((group_column,) if group_column else ()):
+        if column not in rows[0]:
+            raise DatasetFormatError(f"{path}: no column {column!r}; columns are {list(rows[0])}. Pass "
+                                     "question_column= / answer_column= / group_column= to name yours.")
+    questions = [row[question_column] for row in rows]
+    return QADataset(name=name or path.stem, texts=questions, answers=[row[answer_column] for row in rows],
+                     groups=[row[group_column] for row in rows] if group_column else questions,
+                     kinds=["qa"] * len(rows), roles=["user"] * len(rows), frequency=np.zeros(len(rows)),
+                     metadata={"source": str(path)})
+
+
+def split_by_group(dataset: ConceptDataset | QADataset, split: str, test_share: float = 0.3, seed: int = 0
+                   ) -> ConceptDataset | QADataset:
     """The train or test part of `dataset`, with whole groups assigned to one side."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     groups = sorted(set(dataset.groups))
     test_groups = set(random.Random(seed).sample(groups, max(1, round(test_share * len(groups)))))
     keep = [i for i, g in enumerate(dataset.groups) if (g in test_groups) == (split == "test")]
-    sub = dataset.subset(keep)
-    return ConceptDataset(**{**sub.__dict__, "split": split})
+    return dataclasses.replace(dataset.subset(keep), split=split)

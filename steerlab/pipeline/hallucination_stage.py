@@ -55,9 +55,16 @@ PROBE_INPUTS = {"token": ("token", False), "plus": ("both", True)}  # layer sear
 # ---------------------------------------------------------------- computation
 
 
-def run_hallucination_stage(adapter: Any, progress: bool = True, artifacts: str | os.PathLike | None = None
+def run_hallucination_stage(adapter: Any, progress: bool = True, artifacts: str | os.PathLike | None = None,
+                            data: tuple[Any, Any] | None = None, max_new_tokens: int = 8
                             ) -> tuple[dict[str, Any], list[Any]]:
-    """Run the stage on ``adapter`` (the demo model); returns ``(metrics, report sections)``.
+    """Run the stage on ``adapter``; returns ``(metrics, report sections)``.
+
+    ``data`` is ``(train, test)`` :class:`~steerlab.datasets.QADataset` (e.g. from
+    :func:`~steerlab.datasets.qa_from_csv` and :func:`~steerlab.datasets.split_by_group`);
+    by default the demo world's ``demo/qa``. Answers are generated greedily (at most
+    ``max_new_tokens``) and checked against the references by
+    :func:`~steerlab.hallucination.reference_labels`: the text before the first ``"."``.
 
     With ``artifacts``, the fitted token probes are saved there as ``hallucination_<method>``
     (safetensors + JSON; :func:`steerlab.probes.load_probe` reads them back).
@@ -71,7 +78,7 @@ def run_hallucination_stage(adapter: Any, progress: bool = True, artifacts: str 
     from steerlab.hallucination.evaluation import detection_metrics
 
     clock = StageClock()
-    qa, gen, lab = _answers_and_labels(adapter, progress)
+    qa, gen, lab = _answers_and_labels(adapter, progress, data, max_new_tokens)
     clock.lap("generate_capture")
     train, test = gen["train"], gen["test"]
     y_train, y_test = lab["train"].token, lab["test"].token
@@ -116,14 +123,17 @@ def run_hallucination_stage(adapter: Any, progress: bool = True, artifacts: str 
     return metrics, _sections(metrics, test, y_test, scores, searches["token"])
 
 
-def _answers_and_labels(adapter: Any, progress: bool) -> tuple[dict, dict, dict]:
-    """Per split (train, test): the ``demo/qa`` questions, the model's greedy answers captured, their labels."""
+def _answers_and_labels(adapter: Any, progress: bool, data: tuple[Any, Any] | None, max_new_tokens: int
+                        ) -> tuple[dict, dict, dict]:
+    """Per split (train, test): the questions, the model's greedy answers captured, their labels."""
     from steerlab.datasets import load
     from steerlab.hallucination.generation import generate_and_capture
     from steerlab.hallucination.labels import reference_labels
 
-    qa = {split: load("demo/qa", split=split) for split in ("train", "test")}
-    gen = {split: generate_and_capture(adapter, qa[split].texts, progress=progress) for split in qa}
+    train, test = data if data is not None else (load("demo/qa", split="train"), load("demo/qa", split="test"))
+    qa = {"train": train, "test": test}
+    gen = {split: generate_and_capture(adapter, qa[split].texts, max_new_tokens=max_new_tokens, progress=progress)
+           for split in qa}
     lab = {split: reference_labels(gen[split].tokens, gen[split].answer_index, qa[split].answers,
                                    tokenizer=adapter.tokenizer) for split in qa}
     return qa, gen, lab
