@@ -236,6 +236,13 @@ def _print_run_summary(out: Path, metrics: dict[str, Any]) -> None:
           "held-out accuracy (AUROC) by layer:")
     print(_held_out_table(metrics["probes"]))
     print(_steering_line(metrics["steering"]))
+    if "hallucination" in metrics:
+        print(f"  hallucination: {metrics['hallucination']['data']['test']['answers']} test answers, "
+              f"{metrics['hallucination']['data']['test']['wrong_answers']} wrong:")
+        print(_hallucination_table(metrics["hallucination"]))
+    if "sae" in metrics:
+        sae = metrics["sae"]
+        print(f"  SAE {sae['hook_name']}: explained variance {sae['quality']['explained_variance']:.3f}; {sae['summary']}")
     print(f"  timings (s): {metrics['timings']}")
 
 

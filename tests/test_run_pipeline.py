@@ -216,3 +216,34 @@ def test_hallucination_command_on_a_user_qa_csv(tmp_path, capsys):
     assert main(["hallucination", "demo", "--file", str(tmp_path / "qa.csv"), "--question-column", "question",
                  "--out", str(tmp_path / "other")]) == 2
     assert "no column 'question'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"data": {"dataset": "demo/cities"}, "hallucination": {}}, "[hallucination] needs exactly one of"),
+    ({"data": {"dataset": "demo/cities"}, "hallucination": {"dataset": "demo/cities"}}, "the built-in QA set is"),
+    ({"data": {"dataset": "demo/cities"}, "sae": {}}, "[sae] needs exactly one of `path`"),
+    ({"data": {"dataset": "demo/cities"}, "sae": {"path": "nowhere"}}, "holds no cfg.json"),
+    ({"data": {"dataset": "demo/cities"}, "sae": {"layer": 2}, "steering": {"direction": "none"}}, "remove [sae]"),
+])
+def test_optional_stage_sections_are_checked(raw, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw, source="run.toml")
+    assert message in str(error.value)
+
+
+@needs_demo
+def test_run_with_the_hallucination_and_sae_stages(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("data: {dataset: demo/cities}\nprobes: {methods: [diff_means], stability_runs: 0}\n"
+                      "steering: {alphas: [0.75]}\nhallucination: {dataset: demo/qa}\nsae: {path: demo}\n")
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["hallucination"]["methods"]["mlp_plus"]["answer"]["auroc"] > 0.9
+    sae = metrics["sae"]
+    assert sae["hook_name"] == "blocks.2.hook_resid_post" and sae["quality"]["explained_variance"] > 0.8
+    rows = {row["method"]: row for row in sae["comparison"]}
+    assert rows["diff_means"]["detection_auroc"] > 0.9 and all(row["matched"] for row in rows.values())
+    assert set(metrics["timings"]) >= {"hallucination", "sae"}
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "SAE features vs the probe directions" in page and "Hallucination detection" in page
+    assert "explained variance" in capsys.readouterr().out

@@ -47,6 +47,14 @@ neutral = "demo/topic"        # texts for KL / perplexity: a built-in dataset or
 # verdict_suffix = " this is"   # for datasets without verdict prompts: text + suffix, then
 # verdict_words = ["true", "false"]  # the verdict is log P(first) - log P(second)
 
+# [hallucination]             # optional: token-level probes on the model's own answers
+# dataset = "demo/qa"         # or file = "qa.csv" (question_column, answer_column[, group_column])
+# test_share = 0.5
+
+# [sae]                       # optional: SAE features against the probe directions (needs verdicts)
+# path = "demo"               # a sae-lens folder (cfg.json + sae_weights.safetensors), or train one:
+# layer = 2                   # trains a TopK SAE on the [data] training texts (or texts = "corpus.txt")
+
 [output]
 dir = "steerlab-run"          # never overwritten unless you pass --overwrite
 """
@@ -102,6 +110,28 @@ class SteeringConfig:
 
 
 @dataclass
+class HallucinationConfig:
+    dataset: str | None = None
+    file: str | None = None
+    question_column: str = "question"
+    answer_column: str = "answer"
+    group_column: str | None = None
+    test_share: float = 0.5
+    max_new_tokens: int = 8
+
+
+@dataclass
+class SAEConfig:
+    path: str | None = None
+    layer: int | None = None
+    texts: str | None = None
+    d_sae: int = 512
+    k: int = 8
+    steps: int = 2000
+    kl_budget: float = 0.1
+
+
+@dataclass
 class OutputConfig:
     dir: str = "steerlab-run"
 
@@ -116,6 +146,8 @@ class RunConfig:
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     steering: SteeringConfig = field(default_factory=SteeringConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    hallucination: HallucinationConfig | None = None  # stages that run only when their section is present
+    sae: SAEConfig | None = None
     source: str = "<config>"
 
     def resolve(self, path: str | None) -> str | None:
@@ -127,7 +159,9 @@ class RunConfig:
 
 BACKENDS = ("auto", "hf", "transformer_lens", "nnsight")
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "capture": CaptureConfig, "probes": ProbesConfig,
-            "steering": SteeringConfig, "output": OutputConfig}
+            "steering": SteeringConfig, "output": OutputConfig, "hallucination": HallucinationConfig,
+            "sae": SAEConfig}
+OPTIONAL_SECTIONS = ("hallucination", "sae")  # absent = the stage does not run
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:
@@ -164,7 +198,8 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     if "data" not in raw:
         raise ConfigError(f"{source}: missing [data]: add `[data]` with `dataset = \"demo/cities\"` "
                           "or `file = \"my.csv\"`.")
-    sections = {name: _section(name, cls, raw.get(name, {}), source) for name, cls in SECTIONS.items()}
+    sections = {name: _section(name, cls, raw.get(name, {}), source) for name, cls in SECTIONS.items()
+                if name in raw or name not in OPTIONAL_SECTIONS}
     config = RunConfig(**sections, source=source)
     _check_values(config)
     return config
@@ -261,10 +296,38 @@ def _check_values(config: RunConfig) -> None:
                                                or not all(isinstance(w, str) for w in steering.verdict_words)):
         raise ConfigError(f"{source}: [steering] verdict_words must be two words [positive, negative], "
                           f"got {steering.verdict_words!r}.")
+    _check_optional_stages(config, available())
     if steering.neutral is not None and steering.neutral not in available():
         if not Path(config.resolve(steering.neutral)).is_file():
             raise ConfigError(f"{source}: [steering] neutral {steering.neutral!r} is neither a built-in dataset nor a "
                               "text file (one text per line).")
+
+
+def _check_optional_stages(config: RunConfig, datasets: list[str]) -> None:
+    source, hallucination, sae = config.source, config.hallucination, config.sae
+    if hallucination is not None:
+        if (hallucination.dataset is None) == (hallucination.file is None):
+            raise ConfigError(f"{source}: [hallucination] needs exactly one of `dataset` (e.g. \"demo/qa\") or `file` "
+                              "(a CSV of questions and reference answers).")
+        if hallucination.dataset is not None and hallucination.dataset != "demo/qa":
+            raise ConfigError(f"{source}: [hallucination] dataset {hallucination.dataset!r}: the built-in QA set is "
+                              "\"demo/qa\"; for your own questions use `file = \"qa.csv\"`.")
+        if hallucination.file is not None and not Path(config.resolve(hallucination.file)).is_file():
+            raise ConfigError(f"{source}: [hallucination] file {hallucination.file!r}: no such file.")
+        if not 0 < hallucination.test_share < 1:
+            raise ConfigError(f"{source}: [hallucination] test_share must be between 0 and 1.")
+    if sae is not None:
+        if (sae.path is None) == (sae.layer is None):
+            raise ConfigError(f"{source}: [sae] needs exactly one of `path` (a saved sae-lens SAE, or \"demo\") or "
+                              "`layer` (train one on the model at that layer).")
+        if sae.path is not None and sae.path != "demo" and not (Path(config.resolve(sae.path)) / "cfg.json").is_file():
+            raise ConfigError(f"{source}: [sae] path {sae.path!r} holds no cfg.json: point it at a folder written by "
+                              "sae.save_model / steerlab train-sae.")
+        if sae.texts is not None and not Path(config.resolve(sae.texts)).is_file():
+            raise ConfigError(f"{source}: [sae] texts {sae.texts!r}: no such file (one text per line).")
+        if config.steering.direction == "none":
+            raise ConfigError(f"{source}: [sae] compares SAE features with the steering direction: set [steering] "
+                              "direction to a probe method, or remove [sae].")
 
 
 def _suggest(word: str, choices: Any) -> str:

@@ -14,6 +14,9 @@ Each stage is a function of its own (``probe_stage``, ``steering_stage``), writi
 * ``steering``: the direction, the chosen layer and alpha (x the layer's median token norm) on
   half of the test rows, flip rates on the other half, the same-norm random control's, KL and
   perplexity on neutral text, and the ``sweep`` rows; or ``{"skipped": reason}``;
+* with a ``[hallucination]`` section, ``hallucination`` (schema in
+  :mod:`steerlab.pipeline.hallucination_stage`); with ``[sae]``, ``sae`` (see
+  :mod:`steerlab.pipeline.run_sae`);
 * ``timings`` (seconds per stage), ``versions``.
 
 Example:
@@ -56,7 +59,7 @@ def load_run_data(config: RunConfig) -> tuple[Any, Any]:
     if not hasattr(train, "labels"):
         raise ConfigError(f"{config.source}: [data] {data.dataset!r} has no labels (a QA set?): pick a labelled "
                           "concept dataset such as demo/cities or demo/sentiment.")
-    return train, _with_verdicts(test, config)
+    return _with_verdicts(train, config), _with_verdicts(test, config)
 
 
 def _with_verdicts(test: Any, config: RunConfig) -> Any:
@@ -156,6 +159,23 @@ def _neutral_texts(config: RunConfig, test: Any) -> list[str]:
     return [line for line in Path(config.resolve(source)).read_text().splitlines() if line.strip()][:count]
 
 
+def hallucination_stage(adapter: Any, config: RunConfig, out: Path, progress: bool = True
+                        ) -> tuple[dict[str, Any], list[Section]]:
+    """``[hallucination]``: token-level probes on the model's answers to the configured questions."""
+    from steerlab.datasets import load, qa_from_csv, split_by_group
+    from steerlab.pipeline.hallucination_stage import run_hallucination_stage
+
+    settings = config.hallucination
+    if settings.dataset is not None:
+        data = load(settings.dataset, split="train"), load(settings.dataset, split="test")
+    else:
+        qa = qa_from_csv(config.resolve(settings.file), settings.question_column, settings.answer_column,
+                         settings.group_column)
+        data = tuple(split_by_group(qa, part, test_share=settings.test_share, seed=0) for part in ("train", "test"))
+    return run_hallucination_stage(adapter, progress=progress, artifacts=out / "artifacts", data=data,
+                                   max_new_tokens=settings.max_new_tokens)
+
+
 def run_pipeline(config: RunConfig, out: str | os.PathLike | None = None, *, overwrite: bool = False,
                  progress: bool = True, steer: bool = True) -> dict[str, Any]:
     """Run every stage; writes ``metrics.json``, ``artifacts/``, ``sections/`` and ``report.html`` to ``out``."""
@@ -195,6 +215,18 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike | None = None, *, ove
         clock.lap("steering")
     else:
         metrics["steering"] = {"skipped": "direction = \"none\"" if steer else "probe stage only"}
+    if steer and config.hallucination is not None:
+        metrics["hallucination"], more = hallucination_stage(adapter, config, out, progress)
+        save_sections(out, "hallucination", more)
+        sections += more
+        clock.lap("hallucination")
+    if steer and config.sae is not None:
+        from steerlab.pipeline.run_sae import sae_stage
+
+        metrics["sae"], more = sae_stage(adapter, config, train, test, _neutral_texts(config, test), out)
+        save_sections(out, "sae", more)
+        sections += more
+        clock.lap("sae")
     metrics.update(timings=clock.timings, versions=versions())
     write_json(out / "metrics.json", metrics)
     write_report(out / "report.html", f"steerlab run: {train.name} on {adapter.name}", sections,
