@@ -4,7 +4,7 @@
     steerlab run run.toml                           # the same on your model and data (steerlab run --example)
     steerlab capture demo "q : where is Varo ? a :" --layers -1 --out acts/
     steerlab probe demo --dataset demo/cities --out probes/
-    steerlab steer demo probes/artifacts/probe_diff_means --layer 1 --alpha 1 "varo is in"
+    steerlab steer demo probes/artifacts/probe_diff_means --layer 1 --alpha 1 "varo is in"   # alpha x token norm
     steerlab report probes/ --overwrite
 """
 
@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     steer.add_argument("--file", type=Path, help="a text file with one prompt per line")
     steer.add_argument("--layer", type=int, default=None, help="which layer of a per-layer probe to steer at")
     steer.add_argument("--alpha", type=float, default=1.0, help="coefficient (x the vector's norm; see --norm-units)")
-    steer.add_argument("--norm-units", action="store_true", help="alpha in units of the layer's median token norm")
+    steer.add_argument("--norm-units", action="store_true",
+                       help="alpha in units of the layer's median token norm (always so for a probe artifact)")
     steer.add_argument("--mode", default="add", choices=["add", "ablate", "set", "clamp"])
     steer.add_argument("--target", type=float, default=None, help="the projection (set) or probe probability (clamp)")
     steer.add_argument("--positions", default="all", type=_position,
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     hallucination.add_argument("--question-column", default="question")
     hallucination.add_argument("--answer-column", default="answer")
     hallucination.add_argument("--group-column", default=None, help="keep questions about one entity together")
-    hallucination.add_argument("--test-share", type=float, default=0.5, help="held-out share of the questions")
+    hallucination.add_argument("--test-share", type=_share, default=0.5, help="held-out share of the questions")
     hallucination.add_argument("--max-new-tokens", type=int, default=8)
     _output_arguments(hallucination)
 
@@ -271,22 +272,49 @@ def _run_steer(args: argparse.Namespace) -> int:
     prompts = list(args.prompts) + _file_lines(args.file)
     if not prompts:
         raise ValueError("no prompts given; pass them as arguments or with --file.")
+    if args.mode in ("set", "clamp") and args.target is None:
+        raise ValueError(f"--mode {args.mode} needs --target (the projection for set, the probe probability for clamp).")
     model = steerlab.load_model(args.model, backend=args.backend)
+    norm_units = args.norm_units
     if artifact_kind(args.vector) == "steering_vector":
         vector = SteeringVector.load(args.vector)
-    else:  # a probe artifact: its direction at one layer
-        from steerlab.probes import load_probe
-
-        vector = SteeringVector.from_probe(load_probe(args.vector), layer=args.layer)
-    if args.norm_units and vector.typical_norm is None:
+    else:  # a probe artifact: its unit direction at one layer, so alpha is in units of that layer's token norm
+        vector = _probe_vector(args, model)
+        norm_units = True
+    if norm_units and vector.typical_norm is None:
         vector = vector.with_typical_norm(model, prompts)
     before = model.generate(prompts, max_new_tokens=args.max_new_tokens)
     with steerlab.steer(model, vector, alpha=args.alpha, mode=args.mode, target=args.target,
-                        positions=args.positions, norm_units=args.norm_units):
+                        positions=args.positions, norm_units=norm_units):
         after = model.generate(prompts, max_new_tokens=args.max_new_tokens)
-    print(f"{vector!r}, alpha={args.alpha}, mode={args.mode}")
+    units = f" x the layer's median token norm ({vector.typical_norm:.3g})" if norm_units else ""
+    print(f"{vector!r}, alpha={args.alpha}{units}, mode={args.mode}")
     print(text_table([{"prompt": p, "unsteered": b, "steered": a} for p, b, a in zip(prompts, before, after)]))
     return 0
+
+
+def _probe_vector(args: argparse.Namespace, model: Any) -> Any:
+    """The steering direction of a saved probe at ``--layer`` (negative counts from the end)."""
+    from steerlab.probes import load_probe
+    from steerlab.sites import resolve_layer
+    from steerlab.steering import SteeringVector
+
+    probe = load_probe(args.vector)
+    if getattr(probe, "coef_", None) is None:  # e.g. a token-level hallucination probe (an MLP)
+        raise ValueError(f"{args.vector} is a {type(probe).__name__}: it has no single direction to steer with. "
+                         "Use a linear probe (probe_*, raptor_*) or a steering vector (*_vector) artifact.")
+    layers = list(getattr(probe, "layers_", None) or [])
+    if args.layer is None and len(layers) > 1:
+        raise ValueError(f"{args.vector} holds a probe per layer ({layers}): pass --layer (one of them).")
+    layer = None if args.layer is None else resolve_layer(args.layer, model.n_layers)
+    return SteeringVector.from_probe(probe, layer=layer)
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
 
 
 def _hallucination_table(hallucination: dict[str, Any]) -> str:
@@ -299,18 +327,17 @@ def _hallucination_table(hallucination: dict[str, Any]) -> str:
 
 def _run_hallucination(args: argparse.Namespace) -> int:
     import steerlab
-    from steerlab.datasets import qa_from_csv, split_by_group
     from steerlab.pipeline.hallucination_stage import run_hallucination_stage
     from steerlab.pipeline.output import prepare_output, versions, write_json
+    from steerlab.pipeline.run import qa_splits
     from steerlab.report import write_report
     from steerlab.report.sections_file import save_sections
 
-    out = prepare_output(args.out, args.overwrite)
-    data = None
-    if args.file is not None:
-        qa = qa_from_csv(args.file, args.question_column, args.answer_column, args.group_column)
-        data = tuple(split_by_group(qa, part, test_share=args.test_share, seed=0) for part in ("train", "test"))
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}.")
+    data = qa_splits(args.file, args.question_column, args.answer_column, args.group_column, args.test_share)
     model = steerlab.load_model(args.model, backend=args.backend)
+    out = prepare_output(args.out, args.overwrite)  # only once the inputs are known to be good
     metrics, sections = run_hallucination_stage(model, artifacts=out / "artifacts", data=data,
                                                 max_new_tokens=args.max_new_tokens)
     write_json(out / "metrics.json", {"schema": 1, "model": {"name": model.name, "n_layers": model.n_layers,
@@ -394,9 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         setattr(args, free, getattr(args, free) + extra)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, OSError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"steerlab {args.command}: {message}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # bad input: one line (FileNotFoundError, FileExistsError are OSErrors)
+        prefix = f"steerlab {args.command}: "
+        message = str(error)
+        print(message if message.startswith(prefix) else prefix + message, file=sys.stderr)
         return 2
 
 

@@ -156,6 +156,51 @@ def test_jsonl_and_missing_file_errors(tmp_path):
         sd.from_csv(tmp_path / "absent.csv")
 
 
+def test_excel_bom_and_latin1_files(tmp_path):
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes("\ufeffstatement,label\nA.,1\nB.,0\n".encode("utf-8"))
+    assert sd.from_csv(bom).texts == ["A.", "B."]
+    qa = tmp_path / "qa.csv"
+    qa.write_bytes("\ufeffquestion,answer\nwhere ?,here\n".encode("utf-8"))
+    assert sd.qa_from_csv(qa).answers == ["here"]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("statement,label\nA.,1\ncaf\xe9.,0\n".encode("latin-1"))
+    with pytest.raises(DatasetFormatError, match=r"latin\.csv: not UTF-8 text \(byte 0xe9 on line 3\); save it as UTF-8"):
+        sd.from_csv(latin)
+    latin_jsonl = tmp_path / "latin.jsonl"
+    latin_jsonl.write_bytes('{"statement": "caf\xe9", "label": 1}\n'.encode("latin-1"))
+    with pytest.raises(DatasetFormatError, match="save it as UTF-8"):
+        sd.from_jsonl(latin_jsonl)
+    qa.write_bytes("question,answer\nwhere ?,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DatasetFormatError, match="save it as UTF-8"):
+        sd.qa_from_csv(qa)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("rows.jsonl", '{"statement": "A.", "label": 1}\n\n{"label": 0}\n', "line 3 has no 'statement' value"),
+        ("rows.jsonl", '{"statement": "A.", "label": 1}\n[1, 0]\n', "line 2 is a list, not an object"),
+        ("rows.jsonl", '{"statement": "A.", "label": 1}\n{"statement": " ", "label": 0}\n', "line 2 has an empty 'statement'"),
+        ("rows.jsonl", '{"statement": "A.", "label": 1}\n{"statement": "B.", "label": "maybe"}\n', "line 2 has label 'maybe'"),
+        ("rows.csv", "statement,label\nA.,1\n,0\n", "line 3 has an empty 'statement'"),
+        ("rows.csv", "statement,label\nA.,1\nB.\n", "line 3 has no 'label' value"),
+        ("rows.csv", "statement,label\nA.,1\nB.,2\n", "line 3 has label '2'"),
+        ("rows.csv", 'statement,label\nA.,1\n"two\nlines",0\nC.,x\n', "line 5 has label 'x'"),
+    ],
+)
+def test_row_errors_name_the_file_line(tmp_path, name, content, message):
+    path = _write(tmp_path / name, content)
+    with pytest.raises(DatasetFormatError, match=message):
+        (sd.from_csv if name.endswith(".csv") else sd.from_jsonl)(path)
+
+
+def test_qa_csv_rejects_empty_fields_by_line(tmp_path):
+    path = _write(tmp_path / "qa.csv", "question,answer\nwhere ?,here\nwhen ?,\n")
+    with pytest.raises(DatasetFormatError, match="line 3 has an empty 'answer'"):
+        sd.qa_from_csv(path)
+
+
 def test_from_hf_dataset():
     datasets = pytest.importorskip("datasets")
     hf = datasets.Dataset.from_dict({"sentence": ["good .", "bad .", "fine ."], "y": [1, 0, 1]})

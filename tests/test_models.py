@@ -122,6 +122,21 @@ def test_clear_errors(model_dir, tmp_path, monkeypatch):
         steerlab.load_model("demo")
 
 
+def test_a_local_folder_has_one_name_however_it_is_typed(model_dir, monkeypatch):
+    """A vector saved from `probe mymodel` must match `steer /abs/path/mymodel`: names are absolute paths."""
+    directory = model_dir("gpt2")
+    monkeypatch.chdir(directory.parent)
+    names = {steerlab.load_model(typed).name
+             for typed in (directory.name, f"./{directory.name}/", str(directory), directory)}
+    assert names == {str(directory.resolve())}
+    hf_model, tokenizer = load_objects(directory)
+    hf_model.config._name_or_path = directory.name  # as from_pretrained("relative-folder") records it
+    assert steerlab.load_model(hf_model, tokenizer=tokenizer).name == str(directory.resolve())
+    from steerlab.models.adapter import _model_name
+
+    assert _model_name("EleutherAI/pythia-70m") == "EleutherAI/pythia-70m"  # hub ids are kept as given
+
+
 def test_offline_hub_id_error_says_what_to_do(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OSError, match="Could not load 'steerlab-test/does-not-exist'.*HF_HUB_OFFLINE=1"):

@@ -247,3 +247,64 @@ def test_run_with_the_hallucination_and_sae_stages(tmp_path, capsys):
     page = (tmp_path / "out" / "report.html").read_text()
     assert "SAE features vs the probe directions" in page and "Hallucination detection" in page
     assert "explained variance" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"data": {"dataset": "demo/cities"}, "capture": {"layers": []}}, "[capture] layers is empty"),
+    ({"data": {"dataset": "demo/cities"}, "steering": {"target": 5}}, "[steering] target is a share"),
+    ({"data": {"dataset": "demo/cities"}, "steering": {"kl_budget": -1}}, "kl_budget must be > 0"),
+    ({"data": {"dataset": "demo/cities"}, "hallucination": {"dataset": "demo/qa", "max_new_tokens": 0}},
+     "max_new_tokens must be >= 1"),
+    ({"data": {"dataset": "demo/cities"}, "sae": {"layer": 1, "k": 1000}}, "1 <= k <= d_sae"),
+])
+def test_values_are_checked_before_anything_runs(raw, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw, source="run.toml")
+    assert message in str(error.value)
+
+
+@needs_demo
+def test_overwrite_never_deletes_what_steerlab_did_not_write(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "project"
+    data.mkdir()
+    (data / "notes.txt").write_text("mine")
+    assert main(["probe", "demo", "--dataset", "demo/cities", "--methods", "diff_means", "--out", str(data),
+                 "--overwrite"]) == 2
+    assert "did not write (notes.txt)" in capsys.readouterr().err and (data / "notes.txt").read_text() == "mine"
+    monkeypatch.chdir(data)
+    assert main(["probe", "demo", "--dataset", "demo/cities", "--methods", "diff_means", "--out", ".",
+                 "--overwrite"]) == 2
+    assert "current, a parent or the home folder" in capsys.readouterr().err and (data / "notes.txt").exists()
+    # a run that fails on its inputs leaves the previous output as it was
+    out = tmp_path / "run"
+    assert main(["probe", "demo", "--dataset", "demo/cities", "--methods", "diff_means", "--layers", "0",
+                 "--out", str(out)]) == 0
+    before = (out / "metrics.json").read_text()
+    assert main(["probe", "demo", "--dataset", "demo/cities", "--methods", "diff_means", "--layers", "7",
+                 "--out", str(out), "--overwrite"]) == 2
+    assert "[capture] layers = 7 is out of range" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == before
+
+
+@needs_demo
+def test_steer_reads_a_probe_in_token_norm_units_and_clamps(tmp_path, capsys):
+    from steerlab.world import templates
+
+    out = tmp_path / "probes"
+    assert main(["probe", "demo", "--dataset", "demo/sentiment", "--methods", "diff_means", "--position", "mean",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    prompts = [f"my friend said the {thing} was" for thing in templates.REVIEW_THINGS[:6]]
+    assert main(["steer", "demo", str(out / "artifacts" / "probe_diff_means"), "--layer", "-2", "--alpha", "1",
+                 "--max-new-tokens", "1", *prompts]) == 0
+    printed = capsys.readouterr().out
+    rows = [row.split() for row in printed.splitlines()[3:]]
+    positive = set(templates.POSITIVE_ADJECTIVES)
+    assert "x the layer's median token norm" in printed
+    assert sum(row[-1] in positive for row in rows) >= sum(row[-2] in positive for row in rows) + 3
+    assert main(["steer", "demo", str(out / "artifacts" / "probe_diff_means"), "--layer", "2", "--mode", "clamp",
+                 "--target", "0.99", "--max-new-tokens", "1", *prompts]) == 0
+    assert main(["steer", "demo", str(out / "artifacts" / "probe_diff_means"), "--mode", "clamp", *prompts]) == 2
+    assert "needs --target" in capsys.readouterr().err
+    assert main(["steer", "demo", str(out / "artifacts" / "probe_diff_means"), *prompts]) == 2
+    assert "pass --layer" in capsys.readouterr().err

@@ -386,3 +386,55 @@ def test_output_scores_are_the_same_in_small_forward_batches(model, sae):
     whole = output_scores(model, sae, prompts, **kwargs)
     chunked = output_scores(model, sae, prompts, batch_size=2, batch_features=2, **kwargs)
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize(("options", "error", "message"), [
+    (["--d-sae", "0"], ValueError, r"--d-sae must be at least 1 \(got 0\)"),
+    (["--k", "1000"], ValueError, r"--k must be between 1 and --d-sae \(512\)"),
+    (["--k", "0"], ValueError, "--k must be between 1 and --d-sae"),
+    (["--steps", "0"], ValueError, "--steps must be at least 1"),
+    (["--batch-size", "-1"], ValueError, "--batch-size must be at least 1"),
+    (["--eval-lines", "0"], ValueError, "--eval-lines must be at least 1"),
+    (["--file", "absent.txt"], FileNotFoundError, "--file absent.txt: no such file"),
+    (["--out", "a-file"], FileExistsError, "is a file, not a directory"),
+    (["--out", "a-file/sae"], FileExistsError, "which is a file"),
+    (["--out", "full"], FileExistsError, "is a directory that is not empty"),
+    (["--out", "old-sae"], FileExistsError, "already holds an SAE"),
+])
+def test_train_sae_command_refuses_bad_settings_before_loading_the_model(tmp_path, monkeypatch, options, error,
+                                                                           message):
+    from steerlab.sae.train import build_parser, run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("keep me")
+    (tmp_path / "old-sae").mkdir()
+    (tmp_path / "old-sae" / "cfg.json").write_text("{}")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the settings were checked")
+
+    monkeypatch.setattr(steerlab, "load_model", no_model)
+    args = build_parser().parse_args(["--layer", "1", "--out", "new-sae", *options])
+    with pytest.raises(error, match=message):
+        run(args, "test")
+    assert (tmp_path / "a-file").read_text() == "not a directory" and not (tmp_path / "new-sae").exists()
+
+
+def test_train_sae_command_accepts_an_empty_out_directory(tmp_path, monkeypatch):
+    from steerlab.sae.train import build_parser, run
+
+    (tmp_path / "empty").mkdir()
+
+    class Loaded(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Loaded
+
+    monkeypatch.setattr(steerlab, "load_model", stop)
+    args = build_parser().parse_args(["--layer", "1", "--lines", "5", "--eval-lines", "2",
+                                      "--out", str(tmp_path / "empty")])
+    with pytest.raises(Loaded):  # every check passed and the model was about to load
+        run(args, "test")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import random
 from collections.abc import Iterable, Mapping
@@ -34,17 +35,45 @@ class DatasetFormatError(ValueError):
     """User data that cannot become a binary concept dataset; the message says how to fix it."""
 
 
-def parse_label(value: Any, row: int, column: str, source: str) -> int:
-    """One label as 0/1; accepts 0/1, booleans, and "true"/"false"/"yes"/"no" in any case."""
+def parse_label(value: Any, row: int | str, column: str, source: str) -> int:
+    """One label as 0/1; accepts 0/1, booleans, and "true"/"false"/"yes"/"no" in any case.
+
+    ``row`` names the row in the error message: a row number, or a phrase such as ``"line 3"``.
+    """
     text = str(value).strip().lower()
     if text in _TRUE_VALUES:
         return 1
     if text in _FALSE_VALUES:
         return 0
+    where = row if isinstance(row, str) else f"row {row}"
     raise DatasetFormatError(
-        f"{source}: row {row} has label {value!r} in column {column!r}; labels must be binary "
+        f"{source}: {where} has label {value!r} in column {column!r}; labels must be binary "
         f"(1/0, true/false or yes/no). Map your labels to 1 = true/positive and 0 = false/negative."
     )
+
+
+def _read_text(path: Path) -> str:
+    """The file's text as UTF-8 (a leading byte-order mark, as Excel writes, is dropped)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = err.object[:err.start].count(b"\n") + 1
+        raise DatasetFormatError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} on line {line}); "
+            f"save it as UTF-8 (e.g. 'CSV UTF-8' in Excel, or `iconv -f latin1 -t utf-8`)."
+        ) from None
+
+
+def _read_csv(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """(rows, the file line each starts on) of a CSV with a header row; blank lines are skipped."""
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    rows, lines = [], []
+    for row in reader:
+        rows.append(row)
+        # reader.line_num is the row's last line; a quoted field may hold newlines
+        fields = [v for value in row.values() for v in (value if isinstance(value, list) else [value])]
+        lines.append(reader.line_num - sum(v.count("\n") for v in fields if isinstance(v, str)))
+    return rows, lines
 
 
 def rows_to_dataset(
@@ -55,20 +84,38 @@ def rows_to_dataset(
     group_column: str | None = None,
     name: str | None = None,
     domain: str | None = None,
+    line_numbers: list[int] | None = None,
 ) -> ConceptDataset:
-    """Validate dict rows and build a `ConceptDataset` (groups default to the row index)."""
+    """Validate dict rows and build a `ConceptDataset` (groups default to the row index).
+
+    ``line_numbers`` (one per row) are the file lines that errors name; without them errors
+    name the 0-based row index.
+    """
     rows = list(rows)
     if not rows:
         raise DatasetFormatError(f"{source}: no rows found. The file or dataset is empty; add `{text_column},{label_column}` rows.")
-    columns = set(rows[0])
-    for column in (text_column, label_column) + ((group_column,) if group_column else ()):
-        if column not in columns:
-            raise DatasetFormatError(
-                f"{source}: missing column {column!r}; found columns {sorted(columns)}. "
-                f"Rename your columns or pass text_column=/label_column=/group_column= to name them."
-            )
+    where = [f"line {n}" for n in line_numbers] if line_numbers is not None else [f"row {i}" for i in range(len(rows))]
+    required = (text_column, label_column) + ((group_column,) if group_column else ())
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise DatasetFormatError(f"{source}: {where[i]} is a {type(row).__name__}, not an object with named "
+                                     f"columns; write each row as {{\"{text_column}\": ..., \"{label_column}\": ...}}.")
+        # csv.DictReader fills the columns a short row lacks with None
+        missing = [c for c in required if row.get(c) is None]
+        if missing:
+            if i == 0:  # the header (CSV) or the first object (JSONL): the column is named differently
+                raise DatasetFormatError(
+                    f"{source}: missing column {missing[0]!r}; found columns {sorted(map(str, row))}. "
+                    f"Rename your columns or pass text_column=/label_column=/group_column= to name them."
+                )
+            raise DatasetFormatError(f"{source}: {where[i]} has no {missing[0]!r} value; give every row "
+                                     f"{', '.join(repr(c) for c in required)} (or delete the row).")
+        if not str(row[text_column]).strip():
+            raise DatasetFormatError(f"{source}: {where[i]} has an empty {text_column!r}; "
+                                     "write the text or delete the row.")
     texts = [str(r[text_column]) for r in rows]
-    labels = np.array([parse_label(r[label_column], i, label_column, source) for i, r in enumerate(rows)], dtype=np.int64)
+    labels = np.array([parse_label(r[label_column], where[i], label_column, source) for i, r in enumerate(rows)],
+                      dtype=np.int64)
     if len(set(labels.tolist())) < 2:
         only = "true/positive (1)" if labels[0] == 1 else "false/negative (0)"
         raise DatasetFormatError(
@@ -96,9 +143,8 @@ def from_csv(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return rows_to_dataset(rows, str(path), text_column, label_column, group_column, name, domain)
+    rows, lines = _read_csv(path)
+    return rows_to_dataset(rows, str(path), text_column, label_column, group_column, name, domain, line_numbers=lines)
 
 
 def from_jsonl(
@@ -113,15 +159,16 @@ def from_jsonl(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    rows, lines = [], []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
             raise DatasetFormatError(f"{path}: line {number} is not valid JSON ({err.msg}); write one object per line.") from err
-    return rows_to_dataset(rows, str(path), text_column, label_column, group_column, name, domain)
+        lines.append(number)
+    return rows_to_dataset(rows, str(path), text_column, label_column, group_column, name, domain, line_numbers=lines)
 
 
 def from_hf(
@@ -166,14 +213,19 @@ def qa_from_csv(path: str | Path, question_column: str = "question", answer_colu
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows, lines = _read_csv(path)
     if not rows:
         raise DatasetFormatError(f"{path}: no rows; expected a header row and one question per line.")
-    for column in (question_column, answer_column) + ((group_column,) if group_column else ()):
+    required = (question_column, answer_column) + ((group_column,) if group_column else ())
+    for column in required:
         if column not in rows[0]:
             raise DatasetFormatError(f"{path}: no column {column!r}; columns are {list(rows[0])}. Pass "
                                      "question_column= / answer_column= / group_column= to name yours.")
+    for row, line in zip(rows, lines):
+        for column in required:
+            if not (row.get(column) or "").strip():
+                raise DatasetFormatError(f"{path}: line {line} has an empty {column!r}; "
+                                         "fill it in or delete the row.")
     questions = [row[question_column] for row in rows]
     return QADataset(name=name or path.stem, texts=questions, answers=[row[answer_column] for row in rows],
                      groups=[row[group_column] for row in rows] if group_column else questions,

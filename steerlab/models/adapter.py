@@ -33,6 +33,7 @@ import copy
 import tempfile
 import warnings
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -105,7 +106,7 @@ class ModelAdapter:
     """A language model behind one interface, whatever the backend.
 
     Attributes:
-        name: the model id or path it was loaded from.
+        name: the hub id it was loaded from, ``"demo"``, or a local directory's absolute path.
         backend: ``"hf"``, ``"transformer_lens"`` or ``"nnsight"``.
         n_layers, d_model: block count and residual width.
         context_length: the longest input in tokens (None if the config does not say).
@@ -555,24 +556,35 @@ def load_model(model: Any, backend: str = "auto", device: str | torch.device | N
         return TransformerLensAdapter(model, getattr(model.cfg, "model_name", type(model).__name__), tokenizer=tokenizer)
     if _is_instance(model, "nnsight", "HuggingFaceModel"):
         _require_backend(backend, "nnsight", type(model).__name__)
-        return NNsightAdapter(model, getattr(model._module.config, "_name_or_path", "") or "nnsight-model", remote=remote)
+        name = _model_name(getattr(model._module.config, "_name_or_path", "")) or "nnsight-model"
+        return NNsightAdapter(model, name, remote=remote)
     if _is_instance(model, "transformers", "PreTrainedModel"):
         if tokenizer is None:
             raise ValueError("Pass the model's tokenizer too: load_model(hf_model, tokenizer=tokenizer).")
-        name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+        name = _model_name(getattr(model.config, "_name_or_path", "")) or type(model).__name__
         return _wrap_hf(model, tokenizer, name, "hf" if backend == "auto" else backend, owned=False, remote=remote)
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         source = resolve_source(model)
         if device is not None and "device_map" not in kwargs:
             kwargs["device_map"] = device
         hf_model, loaded_tokenizer = load_hf(source, dtype=dtype, **kwargs)
-        name = "demo" if str(model) == "demo" else source
+        name = "demo" if str(model) == "demo" else _model_name(source)
         return _wrap_hf(hf_model, tokenizer or loaded_tokenizer, name, "hf" if backend == "auto" else backend,
                         owned=True, remote=remote)
     raise TypeError(
         f"Unsupported model object of type {type(model).__name__}. Pass a name or path, a transformers "
         "PreTrainedModel (with tokenizer=), a TransformerLens HookedTransformer/TransformerBridge, or an nnsight model."
     )
+
+
+def _model_name(source: str) -> str:
+    """The name an adapter records: a local directory as its absolute path, a hub id as given.
+
+    One name per model however its folder was typed, so that a vector, probe or SAE built on
+    ``"mymodel"`` (which record this name and are checked against it) matches ``"/abs/path/mymodel"``.
+    """
+    path = Path(source).expanduser() if source else None
+    return str(path.resolve()) if path is not None and path.is_dir() else source
 
 
 def _require_backend(requested: str, native: str, kind: str) -> None:

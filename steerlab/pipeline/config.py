@@ -273,6 +273,8 @@ def _check_values(config: RunConfig) -> None:
                                                       and not isinstance(capture.position, bool))):
         raise ConfigError(f"{source}: [capture] position must be \"last\", \"mean\" or a token index, "
                           f"got {capture.position!r}.")
+    if isinstance(capture.layers, list) and not capture.layers:
+        raise ConfigError(f"{source}: [capture] layers is empty: use \"all\" or list layers like [0, 2, -1].")
     if capture.batch_size < 1:
         raise ConfigError(f"{source}: [capture] batch_size must be >= 1, got {capture.batch_size}.")
     methods = config.probes.methods
@@ -289,6 +291,12 @@ def _check_values(config: RunConfig) -> None:
     if not steering.alphas or any(not isinstance(a, (int, float)) or a <= 0 for a in steering.alphas):
         raise ConfigError(f"{source}: [steering] alphas must be positive numbers (x the median token norm), "
                           f"got {steering.alphas!r}.")
+    for key, value, low, high in (("target", steering.target, 0.0, 1.0), ("control_max", steering.control_max, 0.0, 1.0)):
+        if not low < value <= high:
+            raise ConfigError(f"{source}: [steering] {key} is a share of statements: between 0 and 1, got {value}.")
+    if steering.kl_budget <= 0 or steering.neutral_count < 1:
+        raise ConfigError(f"{source}: [steering] kl_budget must be > 0 and neutral_count >= 1, got "
+                          f"{steering.kl_budget} and {steering.neutral_count}.")
     if (steering.verdict_suffix is None) != (steering.verdict_words is None):
         raise ConfigError(f"{source}: [steering] set verdict_suffix and verdict_words together, e.g. "
                           "verdict_suffix = \" this is\" and verdict_words = [\"true\", \"false\"].")
@@ -316,6 +324,8 @@ def _check_optional_stages(config: RunConfig, datasets: list[str]) -> None:
             raise ConfigError(f"{source}: [hallucination] file {hallucination.file!r}: no such file.")
         if not 0 < hallucination.test_share < 1:
             raise ConfigError(f"{source}: [hallucination] test_share must be between 0 and 1.")
+        if hallucination.max_new_tokens < 1:
+            raise ConfigError(f"{source}: [hallucination] max_new_tokens must be >= 1, got {hallucination.max_new_tokens}.")
     if sae is not None:
         if (sae.path is None) == (sae.layer is None):
             raise ConfigError(f"{source}: [sae] needs exactly one of `path` (a saved sae-lens SAE, or \"demo\") or "
@@ -323,6 +333,9 @@ def _check_optional_stages(config: RunConfig, datasets: list[str]) -> None:
         if sae.path is not None and sae.path != "demo" and not (Path(config.resolve(sae.path)) / "cfg.json").is_file():
             raise ConfigError(f"{source}: [sae] path {sae.path!r} holds no cfg.json: point it at a folder written by "
                               "sae.save_model / steerlab train-sae.")
+        if sae.d_sae < 1 or not 1 <= sae.k <= sae.d_sae or sae.steps < 1 or sae.kl_budget <= 0:
+            raise ConfigError(f"{source}: [sae] needs d_sae >= 1, 1 <= k <= d_sae, steps >= 1 and kl_budget > 0; got "
+                              f"d_sae={sae.d_sae}, k={sae.k}, steps={sae.steps}, kl_budget={sae.kl_budget}.")
         if sae.texts is not None and not Path(config.resolve(sae.texts)).is_file():
             raise ConfigError(f"{source}: [sae] texts {sae.texts!r}: no such file (one text per line).")
         if config.steering.direction == "none":

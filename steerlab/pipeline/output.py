@@ -24,13 +24,36 @@ class StageClock:
         self._start = now
 
 
+OUTPUTS = ("metrics.json", "report.html", "artifacts", "sections")  # everything a pipeline command writes
+
+
 def prepare_output(out: str | os.PathLike, overwrite: bool) -> Path:
-    """A new or empty directory; an existing non-empty one only with ``overwrite`` (then emptied)."""
+    """A new or empty directory, or with ``overwrite`` a previous steerlab output (its outputs removed).
+
+    ``overwrite`` never deletes what steerlab did not write: a folder holding anything else
+    (your data, the current or home folder) is refused, and only :data:`OUTPUTS` are removed.
+    """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file: --out must be a directory (new, empty, or a previous output).")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out} exists and is not empty: choose another --out, or pass --overwrite.")
-        shutil.rmtree(out)
+        resolved = out.resolve()
+        if resolved in (Path.cwd().resolve(), *Path.cwd().resolve().parents, Path.home().resolve()):
+            raise ValueError(f"--out {out} is the current, a parent or the home folder: --overwrite would clear it. "
+                             "Choose a dedicated output folder.")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
+        if foreign:
+            raise FileExistsError(f"{out} holds files steerlab did not write ({', '.join(foreign[:3])}"
+                                  f"{', ...' if len(foreign) > 3 else ''}): --overwrite only replaces a previous "
+                                  "steerlab output. Choose another --out.")
+        for name in OUTPUTS:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
 

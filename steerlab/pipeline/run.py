@@ -59,6 +59,12 @@ def load_run_data(config: RunConfig) -> tuple[Any, Any]:
     if not hasattr(train, "labels"):
         raise ConfigError(f"{config.source}: [data] {data.dataset!r} has no labels (a QA set?): pick a labelled "
                           "concept dataset such as demo/cities or demo/sentiment.")
+    for part in (train, test):
+        if len(part) == 0 or len(set(part.labels.tolist())) < 2:
+            raise ConfigError(f"{config.source}: [data] after the group split (test_share={data.test_share}, "
+                              f"{len(set(train.groups) | set(test.groups))} groups) the {part.split} part has "
+                              f"{len(part)} rows and labels {sorted(set(part.labels.tolist()))}: both parts need both "
+                              "classes. Add rows or groups, or change test_share.")
     return _with_verdicts(train, config), _with_verdicts(test, config)
 
 
@@ -159,21 +165,41 @@ def _neutral_texts(config: RunConfig, test: Any) -> list[str]:
     return [line for line in Path(config.resolve(source)).read_text().splitlines() if line.strip()][:count]
 
 
-def hallucination_stage(adapter: Any, config: RunConfig, out: Path, progress: bool = True
-                        ) -> tuple[dict[str, Any], list[Section]]:
-    """``[hallucination]``: token-level probes on the model's answers to the configured questions."""
-    from steerlab.datasets import load, qa_from_csv, split_by_group
-    from steerlab.pipeline.hallucination_stage import run_hallucination_stage
-
+def load_hallucination_data(config: RunConfig) -> tuple[Any, Any]:
+    """``[hallucination]``'s (train, test) questions: demo/qa, or a group split of the configured CSV."""
     settings = config.hallucination
-    if settings.dataset is not None:
-        data = load(settings.dataset, split="train"), load(settings.dataset, split="test")
-    else:
-        qa = qa_from_csv(config.resolve(settings.file), settings.question_column, settings.answer_column,
-                         settings.group_column)
-        data = tuple(split_by_group(qa, part, test_share=settings.test_share, seed=0) for part in ("train", "test"))
-    return run_hallucination_stage(adapter, progress=progress, artifacts=out / "artifacts", data=data,
-                                   max_new_tokens=settings.max_new_tokens)
+    return qa_splits(None if settings.file is None else config.resolve(settings.file), settings.question_column,
+                     settings.answer_column, settings.group_column, settings.test_share)
+
+
+def qa_splits(file: str | os.PathLike | None, question_column: str = "question", answer_column: str = "answer",
+              group_column: str | None = None, test_share: float = 0.5) -> tuple[Any, Any]:
+    """(train, test) QA sets: the built-in demo/qa when ``file`` is None, else a group split of the CSV."""
+    from steerlab.datasets import load, qa_from_csv, split_by_group
+
+    if file is None:
+        return load("demo/qa", split="train"), load("demo/qa", split="test")
+    qa = qa_from_csv(file, question_column, answer_column, group_column)
+    train, test = (split_by_group(qa, part, test_share=test_share, seed=0) for part in ("train", "test"))
+    if not len(train) or not len(test):
+        raise ValueError(f"{file}: the group split left an empty part ({len(train)} train, {len(test)} test "
+                         "questions): add questions or groups, or change the test share.")
+    return train, test
+
+
+def _check_layers(adapter: Any, config: RunConfig) -> None:
+    """Layer numbers in the config against the model, before anything runs."""
+    from steerlab.sites import resolve_layer
+
+    keys = [("[capture] layers", layer) for layer in ([] if config.capture.layers == "all" else config.capture.layers)]
+    if config.sae is not None and config.sae.layer is not None:
+        keys.append(("[sae] layer", config.sae.layer))
+    for key, layer in keys:
+        try:
+            resolve_layer(layer, adapter.n_layers)
+        except ValueError:
+            raise ConfigError(f"{config.source}: {key} = {layer} is out of range: {adapter.name} has "
+                              f"{adapter.n_layers} layers (0..{adapter.n_layers - 1}, or -1 for the last).") from None
 
 
 def run_pipeline(config: RunConfig, out: str | os.PathLike | None = None, *, overwrite: bool = False,
@@ -183,10 +209,13 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike | None = None, *, ove
     from steerlab.report.sections_file import save_sections
     from steerlab.report.html import write_report
 
-    out = prepare_output(out or config.output.dir, overwrite)
     clock = StageClock()
+    # everything that can be wrong with the inputs fails here, before the output folder is touched
     train, test = load_run_data(config)
+    qa = load_hallucination_data(config) if steer and config.hallucination is not None else None
     adapter = steerlab.load_model(config.model.name, backend=config.model.backend, device=config.model.device)
+    _check_layers(adapter, config)
+    out = prepare_output(out or config.output.dir, overwrite)
     capture = config.capture
     layers = None if capture.layers == "all" else capture.layers
     acts_train, acts_test = (steerlab.capture(adapter, part.texts, layers=layers, site=capture.site,
@@ -216,7 +245,11 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike | None = None, *, ove
     else:
         metrics["steering"] = {"skipped": "direction = \"none\"" if steer else "probe stage only"}
     if steer and config.hallucination is not None:
-        metrics["hallucination"], more = hallucination_stage(adapter, config, out, progress)
+        from steerlab.pipeline.hallucination_stage import run_hallucination_stage
+
+        metrics["hallucination"], more = run_hallucination_stage(
+            adapter, progress=progress, artifacts=out / "artifacts", data=qa,
+            max_new_tokens=config.hallucination.max_new_tokens)
         save_sections(out, "hallucination", more)
         sections += more
         clock.lap("hallucination")

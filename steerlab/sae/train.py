@@ -53,15 +53,45 @@ def texts_for(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
     if args.file is None:
         return demo_corpus(args.lines, seed=1000 + args.seed), demo_corpus(args.eval_lines, seed=999)
-    lines = [line for line in args.file.read_text().splitlines() if line.strip()]
+    try:
+        text = Path(args.file).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"--file {args.file} is not UTF-8 text: save it as UTF-8.") from None
+    lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) <= args.eval_lines:
         raise ValueError(f"{args.file} has {len(lines)} texts: need more than --eval-lines ({args.eval_lines}), "
                          "or lower --eval-lines.")
     return lines[:-args.eval_lines], lines[-args.eval_lines:]
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse bad settings and an unusable ``--out`` before any model is loaded (ValueError / FileExistsError)."""
+    for option, value in (("--d-sae", args.d_sae), ("--steps", args.steps), ("--batch-size", args.batch_size),
+                          ("--eval-lines", args.eval_lines), ("--threads", args.threads)):
+        if value < 1:
+            raise ValueError(f"{option} must be at least 1 (got {value}).")
+    if args.architecture == "topk" and not 1 <= args.k <= args.d_sae:
+        raise ValueError(f"--k must be between 1 and --d-sae ({args.d_sae}) for a topk SAE (got {args.k}); "
+                         "pick a smaller --k or a larger --d-sae.")
+    if args.file is None and args.lines < 1:
+        raise ValueError(f"--lines must be at least 1 (got {args.lines}).")
+    if args.file is not None and not Path(args.file).is_file():
+        raise FileNotFoundError(f"--file {args.file}: no such file; pass a text file with one text per line.")
+    out = Path(args.out)
+    if (out / "cfg.json").exists():
+        raise FileExistsError(f"{out} already holds an SAE: choose another --out or delete it first.")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a directory: choose another --out (a new directory).")
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} is a directory that is not empty: choose a new or empty directory.")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise FileExistsError(f"--out {out} is inside {blocking}, which is a file: choose another --out.")
+
+
 def run(args: argparse.Namespace, command: str) -> dict:
     """Train, save the SAE and its card; returns the card."""
+    check_arguments(args)
     import torch
 
     import steerlab
@@ -70,10 +100,8 @@ def run(args: argparse.Namespace, command: str) -> dict:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    if (out / "cfg.json").exists():
-        raise FileExistsError(f"{out} already holds an SAE: choose another --out or delete it first.")
+    train_texts, eval_texts = texts_for(args)  # before the model: a too-short --file fails fast
     model = steerlab.load_model(args.model)
-    train_texts, eval_texts = texts_for(args)
     started = time.perf_counter()
     sae = train_sae(model, train_texts, layer=args.layer, site=args.site,
                     architecture=args.architecture, d_sae=args.d_sae, k=args.k, l1_coefficient=args.l1_coefficient,

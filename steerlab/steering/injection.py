@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, Union
 
 import torch
@@ -63,9 +65,16 @@ def _check_vector(model: ModelAdapter, vector: SteeringVector) -> None:
     if vector.d_model != model.d_model:
         raise ValueError(f"This vector has d_model={vector.d_model} but {model.name!r} has d_model={model.d_model}: "
                          "it was built for another model. Rebuild it on this model.")
-    if vector.model_name is not None and vector.model_name != model.name:
+    if vector.model_name is not None and _canonical(vector.model_name) != _canonical(model.name):
         raise ValueError(f"This vector was built on {vector.model_name!r}, not {model.name!r}. If that is intended "
-                         "(e.g. the same model loaded from another path), use dataclasses.replace(vector, model_name=None).")
+                         "(e.g. the same weights under another name), use dataclasses.replace(vector, model_name=None) "
+                         "in Python, or edit \"model\" in the vector's .json file.")
+
+
+def _canonical(name: str) -> str:
+    """A model name as loading records it: a local folder by its absolute path (older files stored it as typed)."""
+    path = Path(name)
+    return str(path.resolve()) if name != "demo" and path.is_dir() else name
 
 
 def _site_function(vector: SteeringVector, mode: str, alpha: float, value: float | None,
@@ -144,7 +153,8 @@ def steer(model: ModelAdapter, vectors: SteeringVector | Sequence[SteeringVector
             if norm_units:
                 if vector.typical_norm is None:
                     raise ValueError("norm_units=True needs vector.typical_norm: use vector.with_typical_norm(model, texts).")
-                vector = SteeringVector(vector.unit * vector.typical_norm, vector.layers, vector.site, vector.model_name)
+                # only the length changes: a probe's weight norm and bias stay, so clamp still works
+                vector = dataclasses.replace(vector, direction=vector.unit * vector.typical_norm)
             fn = _site_function(vector, mode, float(coefficient), target, tracker, positions, stats)
             fns += [(model.point(point.site, point.layer), fn) for point in vector.points(model.n_layers)]
         with model.hooks(fns):
