@@ -1,0 +1,175 @@
+"""The commands: each takes the parsed arguments, runs its stage, prints a summary, returns 0.
+
+Heavy imports happen inside each command. Bad input raises ValueError / OSError, which
+:func:`steerlab.cli.main` prints as one line (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from steerlab.cli.summary import hallucination_table, print_demo_summary, print_run_summary
+
+
+def run_capture(args: argparse.Namespace) -> int:
+    import steerlab
+    from steerlab.report.terminal import text_table
+
+    texts = list(args.texts) + file_lines(args.file)
+    if not texts:
+        raise ValueError("no texts given; pass them as arguments or with --file.")
+    model = steerlab.load_model(args.model, backend=args.backend)
+    acts = steerlab.capture(model, texts, layers=args.layers, site=args.site, position=args.position,
+                            batch_size=args.batch_size, out=args.out)
+    values = acts.values
+    print(acts)
+    print(text_table([{"layer": layer, "mean |h|": values[:, slot].norm(dim=-1).mean().item()}
+                      for slot, layer in enumerate(acts.layers)]))
+    return 0
+
+
+def file_lines(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_pipeline_config(args: argparse.Namespace) -> int:
+    from steerlab.pipeline.config import EXAMPLE_CONFIG, load_config
+
+    if args.example:
+        print(EXAMPLE_CONFIG, end="")
+        return 0
+    if args.config is None:
+        raise ValueError("give a config file (steerlab run --example > run.toml writes one to start from).")
+    from steerlab.pipeline.run import run_pipeline
+
+    config = load_config(args.config)
+    out = args.out or Path(config.resolve(config.output.dir))
+    metrics = run_pipeline(config, out, overwrite=args.overwrite)
+    print_run_summary(out, metrics)
+    return 0
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    from steerlab.pipeline.config import parse_config
+    from steerlab.pipeline.run import run_pipeline
+
+    data = ({"dataset": args.dataset} if args.dataset else
+            {"file": str(Path(args.file).resolve()), "text_column": args.text_column,
+             "label_column": args.label_column, "group_column": args.group_column, "concept": args.concept})
+    config = parse_config({"model": {"name": args.model, "backend": args.backend}, "data": data,
+                           "capture": {"site": args.site, "layers": args.layers or "all", "position": args.position},
+                           "probes": {"methods": [m.strip() for m in args.methods.split(",") if m.strip()]},
+                           "steering": {"direction": "none"}}, source="steerlab probe")
+    metrics = run_pipeline(config, args.out, overwrite=args.overwrite, steer=False)
+    print_run_summary(args.out, metrics)
+    return 0
+
+
+def run_steer(args: argparse.Namespace) -> int:
+    import steerlab
+    from steerlab.artifacts import artifact_kind
+    from steerlab.report.terminal import text_table
+    from steerlab.steering import SteeringVector
+
+    prompts = list(args.prompts) + file_lines(args.file)
+    if not prompts:
+        raise ValueError("no prompts given; pass them as arguments or with --file.")
+    if args.mode in ("set", "clamp") and args.target is None:
+        raise ValueError(f"--mode {args.mode} needs --target (the projection for set, the probe probability for clamp).")
+    model = steerlab.load_model(args.model, backend=args.backend)
+    norm_units = args.norm_units
+    if artifact_kind(args.vector) == "steering_vector":
+        vector = SteeringVector.load(args.vector)
+    else:  # a probe artifact: its unit direction at one layer, so alpha is in units of that layer's token norm
+        vector = probe_vector(args, model)
+        norm_units = True
+    if norm_units and vector.typical_norm is None:
+        vector = vector.with_typical_norm(model, prompts)
+    before = model.generate(prompts, max_new_tokens=args.max_new_tokens)
+    with steerlab.steer(model, vector, alpha=args.alpha, mode=args.mode, target=args.target,
+                        positions=args.positions, norm_units=norm_units):
+        after = model.generate(prompts, max_new_tokens=args.max_new_tokens)
+    units = f" x the layer's median token norm ({vector.typical_norm:.3g})" if norm_units else ""
+    print(f"{vector!r}, alpha={args.alpha}{units}, mode={args.mode}")
+    print(text_table([{"prompt": p, "unsteered": b, "steered": a} for p, b, a in zip(prompts, before, after)]))
+    return 0
+
+
+def probe_vector(args: argparse.Namespace, model: Any) -> Any:
+    """The steering direction of a saved probe at ``--layer`` (negative counts from the end)."""
+    from steerlab.probes import load_probe
+    from steerlab.sites import resolve_layer
+    from steerlab.steering import SteeringVector
+
+    probe = load_probe(args.vector)
+    if getattr(probe, "coef_", None) is None:  # e.g. a token-level hallucination probe (an MLP)
+        raise ValueError(f"{args.vector} is a {type(probe).__name__}: it has no single direction to steer with. "
+                         "Use a linear probe (probe_*, raptor_*) or a steering vector (*_vector) artifact.")
+    layers = list(getattr(probe, "layers_", None) or [])
+    if args.layer is None and len(layers) > 1:
+        raise ValueError(f"{args.vector} holds a probe per layer ({layers}): pass --layer (one of them).")
+    layer = None if args.layer is None else resolve_layer(args.layer, model.n_layers)
+    return SteeringVector.from_probe(probe, layer=layer)
+
+
+def run_hallucination(args: argparse.Namespace) -> int:
+    import steerlab
+    from steerlab.pipeline.hallucination_stage import run_hallucination_stage
+    from steerlab.pipeline.output import prepare_output, versions, write_json
+    from steerlab.pipeline.run import qa_splits
+    from steerlab.report import write_report
+    from steerlab.report.sections_file import save_sections
+
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}.")
+    data = qa_splits(args.file, args.question_column, args.answer_column, args.group_column, args.test_share)
+    model = steerlab.load_model(args.model, backend=args.backend)
+    out = prepare_output(args.out, args.overwrite)  # only once the inputs are known to be good
+    metrics, sections = run_hallucination_stage(model, artifacts=out / "artifacts", data=data,
+                                                max_new_tokens=args.max_new_tokens)
+    write_json(out / "metrics.json", {"schema": 1, "model": {"name": model.name, "n_layers": model.n_layers,
+                                                             "d_model": model.d_model},
+                                      "hallucination": metrics, "versions": versions()})
+    save_sections(out, "hallucination", sections)
+    write_report(out / "report.html", f"steerlab hallucination: {model.name}", sections)
+    print(f"\nsteerlab hallucination -> {out}/report.html, {out}/metrics.json, {out}/artifacts/")
+    print(f"  {metrics['data']['test']['answers']} test answers, {metrics['data']['test']['wrong_answers']} wrong:")
+    print(hallucination_table(metrics))
+    return 0
+
+
+def run_train_sae(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from steerlab.sae.train import run
+
+    command = "steerlab train-sae " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    card = run(args, command)
+    print(json.dumps(card["quality_heldout"], indent=1))
+    print(f"steerlab train-sae -> {args.out} (load it with steerlab.sae.load_sae({str(args.out)!r}, model=...))")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from steerlab.report import write_report
+    from steerlab.report.sections_file import load_sections
+
+    path = args.dir / "report.html"
+    if path.exists() and not args.overwrite:
+        raise FileExistsError(f"{path} exists: pass --overwrite to rebuild it.")
+    write_report(path, args.title or f"steerlab: {args.dir.name}", load_sections(args.dir))
+    print(f"steerlab report -> {path}")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from steerlab.pipeline.demo import run_demo
+
+    print_demo_summary(args.out, run_demo(args.out, overwrite=args.overwrite))
+    return 0
