@@ -369,7 +369,7 @@ def _stage_metrics(probe_auroc: float, baseline_auroc: float, wrong: int, confid
 
 
 def test_stage_verdict_follows_the_numbers():
-    from steerlab.pipeline.hallucination_stage import _confident_reading, _verdict
+    from steerlab.pipeline.hallucination_report import _confident_reading, _verdict
 
     won = _verdict(_stage_metrics(0.95, 0.90, 80, 10))
     assert won.startswith("On the test split the MLP probe (Liang & Wang) beats") and "holds without test data" in won
