@@ -11,7 +11,7 @@ from typing import Any
 
 EPILOG = """\
 a first session:
-  steerlab demo --out demo-run          # ~1 min; open demo-run/report.html
+  steerlab demo --out demo-run          # ~30 s; open demo-run/report.html
   steerlab run --example > run.toml     # edit the model and data, then
   steerlab run run.toml
 

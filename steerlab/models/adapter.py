@@ -394,14 +394,20 @@ class NNsightAdapter(HFAdapter):
     def _generate_ids(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
                       **kwargs: Any) -> torch.Tensor:
         fns = [*self._persistent, *fns]
-        with self._trace_scope(), self.nnsight_model.generate(
-                self._inputs(batch), max_new_tokens=max_new_tokens, do_sample=do_sample,
-                pad_token_id=self.pad_token_id, remote=self.remote, **kwargs) as tracer:
-            if fns:
-                # One iteration per generated token; the first sees the whole prompt.
-                for _ in tracer.iter[:max_new_tokens]:
-                    self._intervene(fns)
-            output = tracer.result.save()
+        # Two invokes (nnsight's pattern for unbounded loops): when every answer stops (EOS) before
+        # max_new_tokens, the per-token loop is cut short and code after it in the same invoke
+        # never runs, so the result is read in a second invoke.
+        with self._trace_scope(), warnings.catch_warnings(), self.nnsight_model.generate(
+                max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=self.pad_token_id,
+                remote=self.remote, **kwargs) as tracer:
+            warnings.filterwarnings("ignore", message=".*was never reached.*")  # that cut-short loop, expected
+            with tracer.invoke(self._inputs(batch)):
+                if fns:
+                    # One iteration per generated token; the first sees the whole prompt.
+                    for _ in tracer.iter[:max_new_tokens]:
+                        self._intervene(fns)
+            with tracer.invoke():
+                output = tracer.result.save()
         return output[:, batch.input_ids.shape[1]:]
 
 
