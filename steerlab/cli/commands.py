@@ -32,9 +32,9 @@ def run_capture(args: argparse.Namespace) -> int:
 
 
 def file_lines(path: Path | None) -> list[str]:
-    if path is None:
-        return []
-    return [line for line in path.read_text().splitlines() if line.strip()]
+    from steerlab.datasets import read_lines
+
+    return [] if path is None else read_lines(path)
 
 
 def run_pipeline_config(args: argparse.Namespace) -> int:

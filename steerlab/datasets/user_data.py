@@ -64,6 +64,14 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
+def read_lines(path: str | Path) -> list[str]:
+    """A text file's non-blank lines, one text each (UTF-8; a clear error otherwise)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return [line for line in _read_text(path).splitlines() if line.strip()]
+
+
 def _read_csv(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
     """(rows, the file line each starts on) of a CSV with a header row; blank lines are skipped."""
     reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))

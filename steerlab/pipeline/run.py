@@ -155,14 +155,14 @@ def steering_stage(adapter: Any, probe: Any, test: Any, config: RunConfig, progr
 
 
 def _neutral_texts(config: RunConfig, test: Any) -> list[str]:
-    from steerlab.datasets import available, load
+    from steerlab.datasets import available, load, read_lines
 
     source, count = config.steering.neutral, config.steering.neutral_count
     if source is None:
         return list(test.texts[:count])
     if source in available():
         return list(load(source, split="test").texts[:count])
-    return [line for line in Path(config.resolve(source)).read_text().splitlines() if line.strip()][:count]
+    return read_lines(config.resolve(source))[:count]
 
 
 def load_hallucination_data(config: RunConfig) -> tuple[Any, Any]:

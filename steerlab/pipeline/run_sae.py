@@ -58,11 +58,11 @@ def sae_stage(adapter: Any, config: RunConfig, train: Any, test: Any, neutral: S
 
 
 def _train(adapter: Any, config: RunConfig, train: Any) -> Any:
+    from steerlab.datasets import read_lines
     from steerlab.sae import train_sae
 
     settings = config.sae
-    texts = (list(train.texts) if settings.texts is None else
-             [line for line in Path(config.resolve(settings.texts)).read_text().splitlines() if line.strip()])
+    texts = list(train.texts) if settings.texts is None else read_lines(config.resolve(settings.texts))
     return train_sae(adapter, texts, layer=settings.layer, site=config.capture.site, d_sae=settings.d_sae,
                      k=settings.k, steps=settings.steps)
 

@@ -53,11 +53,9 @@ def texts_for(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
     if args.file is None:
         return demo_corpus(args.lines, seed=1000 + args.seed), demo_corpus(args.eval_lines, seed=999)
-    try:
-        text = Path(args.file).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"--file {args.file} is not UTF-8 text: save it as UTF-8.") from None
-    lines = [line for line in text.splitlines() if line.strip()]
+    from steerlab.datasets import read_lines
+
+    lines = read_lines(args.file)
     if len(lines) <= args.eval_lines:
         raise ValueError(f"{args.file} has {len(lines)} texts: need more than --eval-lines ({args.eval_lines}), "
                          "or lower --eval-lines.")
