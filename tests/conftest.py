@@ -7,6 +7,8 @@ Every model is loaded through the real ``from_pretrained`` path from a
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -113,3 +115,14 @@ def block_outputs(directory: Path, texts: list[str]) -> list[torch.Tensor]:
                 handle.remove()
         references.append(torch.stack([outputs[i][0] for i in range(len(blocks))]))
     return references
+
+
+HEAVY_MODULES = ("torch", "transformers", "transformer_lens", "nnsight", "sae_lens", "sklearn", "plotly")
+
+
+def imported_heavy_modules(argv: list[str]) -> list[str]:
+    """The heavy libraries a CLI invocation imports (help must import none: that is what keeps it instant)."""
+    code = ("import sys\nfrom steerlab.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
+    return [name for name in result.stdout.strip().splitlines()[-1].split(",") if name]

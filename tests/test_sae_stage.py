@@ -46,7 +46,7 @@ def test_stage_metrics_have_the_expected_keys_and_sane_values(stage):
     summary = {row["variable"]: row for row in metrics["world_variables"]["summary"]}
     assert summary["country (answer slot)"]["mean best in-sample AUROC"] > 0.85
     assert summary["topic"]["mean best in-sample AUROC"] > 0.85
-    assert sum(metrics["timings"].values()) < 90
+    assert all(seconds >= 0 for seconds in metrics["timings"].values())  # speed: benchmarks/, never asserted
     text = " ".join(p for section in sections for p in section.paragraphs)
     assert "steers best but does not fire on the concept's texts" not in text  # no hard-coded conclusion
     for name in ("truth", "sentiment"):

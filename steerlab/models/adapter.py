@@ -221,7 +221,8 @@ class ModelAdapter:
 
     @staticmethod
     def _past_length(kwargs: dict) -> int | None:
-        cache = kwargs.get("past_key_values")
+        # transformers >= 5.24 names it ``cache``; earlier versions ``past_key_values``.
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
         return 0 if cache is None else int(cache.get_seq_length())
 
     def _check_available(self, point: SitePoint) -> None:
@@ -427,6 +428,8 @@ class TransformerLensAdapter(ModelAdapter):
         cfg = tl_model.cfg
         super().__init__(name=name, tokenizer=tokenizer, hf_model=hf_model, n_layers=cfg.n_layers,
                          d_model=cfg.d_model, context_length=getattr(cfg, "n_ctx", None), root=tl_model)
+        if hf_model is not None:
+            _pass_kv_cache_to_bridge_attention(tl_model)
 
     def _forward_root(self) -> torch.nn.Module:
         return self.hf_model if self.hf_model is not None else self.tl_model
@@ -471,6 +474,35 @@ class TransformerLensAdapter(ModelAdapter):
         for i, row in enumerate(rows):
             padded[i, : len(row)] = row
         return padded
+
+
+def _pass_kv_cache_to_bridge_attention(bridge: torch.nn.Module) -> None:
+    """Let the bridge's own attention code find the KV cache under transformers >= 5.24.
+
+    transformers 5.24 renamed the cache argument its blocks pass to attention from
+    ``past_key_values`` to ``cache`` (the old name is a deprecated alias until 5.40).
+    TransformerLens' bridge components that recompute attention themselves (GPT-2's joint
+    QKV, rotary attention...) look the cache up only as ``past_key_values`` or ``layer_past``
+    (``AttentionBridge._update_kv_cache``, TransformerLens 3.9 to 4.3), so under 5.24 they
+    never write it: during generation each step attends to itself alone. This pre-hook hands
+    them the cache under the name they read. Components that delegate to the HF attention
+    module (``AttentionBridge.forward``) read ``cache`` themselves and are left alone. It is
+    installed once per bridge, before any steerlab hook, and changes nothing on older versions.
+    """
+    from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
+
+    def rename_cache(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        if "cache" not in kwargs or "past_key_values" in kwargs or "layer_past" in kwargs:
+            return None
+        kwargs = dict(kwargs)
+        kwargs["past_key_values"] = kwargs.pop("cache")
+        return args, kwargs
+
+    for module in bridge.modules():
+        if (isinstance(module, AttentionBridge) and type(module).forward is not AttentionBridge.forward
+                and not getattr(module, "_steerlab_cache_kwarg", False)):
+            module.register_forward_pre_hook(rename_cache, with_kwargs=True)
+            module._steerlab_cache_kwarg = True
 
 
 def _tl_hook(point: SitePoint, group: list[SiteFn]) -> Callable:
