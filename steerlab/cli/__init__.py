@@ -32,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         setattr(args, free, getattr(args, free) + extra)
     try:
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:  # Ctrl-C: one line saying what was kept, the shell's code for SIGINT
+        print(f"steerlab {args.command}: interrupted. {commands.after_interrupt(args)}", file=sys.stderr)
+        return 130
     except (ValueError, OSError) as error:  # bad input: one line (FileNotFoundError, FileExistsError are OSErrors)
         prefix = f"steerlab {args.command}: "
         message = str(error)

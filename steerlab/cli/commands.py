@@ -81,12 +81,14 @@ def run_steer(args: argparse.Namespace) -> int:
         raise ValueError("no prompts given; pass them as arguments or with --file.")
     if args.mode in ("set", "clamp") and args.target is None:
         raise ValueError(f"--mode {args.mode} needs --target (the projection for set, the probe probability for clamp).")
+    # the artifact is read and checked before the model is loaded
+    is_vector = artifact_kind(args.vector) == "steering_vector"
+    vector = SteeringVector.load(args.vector) if is_vector else None
+    probe = None if is_vector else loaded_probe(args)
     model = steerlab.load_model(args.model, backend=args.backend)
     norm_units = args.norm_units
-    if artifact_kind(args.vector) == "steering_vector":
-        vector = SteeringVector.load(args.vector)
-    else:  # a probe artifact: its unit direction at one layer, so alpha is in units of that layer's token norm
-        vector = probe_vector(args, model)
+    if not is_vector:  # a probe artifact: its unit direction at one layer, so alpha is in units of that layer's token norm
+        vector = probe_vector(probe, args, model)
         norm_units = True
     if norm_units and vector.typical_norm is None:
         vector = vector.with_typical_norm(model, prompts)
@@ -100,11 +102,9 @@ def run_steer(args: argparse.Namespace) -> int:
     return 0
 
 
-def probe_vector(args: argparse.Namespace, model: Any) -> Any:
-    """The steering direction of a saved probe at ``--layer`` (negative counts from the end)."""
+def loaded_probe(args: argparse.Namespace) -> Any:
+    """The saved linear probe to steer with; refuses probes without a single direction."""
     from steerlab.probes import load_probe
-    from steerlab.sites import resolve_layer
-    from steerlab.steering import SteeringVector
 
     probe = load_probe(args.vector)
     if getattr(probe, "coef_", None) is None:  # e.g. a token-level hallucination probe (an MLP)
@@ -113,34 +113,49 @@ def probe_vector(args: argparse.Namespace, model: Any) -> Any:
     layers = list(getattr(probe, "layers_", None) or [])
     if args.layer is None and len(layers) > 1:
         raise ValueError(f"{args.vector} holds a probe per layer ({layers}): pass --layer (one of them).")
+    return probe
+
+
+def probe_vector(probe: Any, args: argparse.Namespace, model: Any) -> Any:
+    """The steering direction of a saved probe at ``--layer`` (negative counts from the end)."""
+    from steerlab.sites import resolve_layer
+    from steerlab.steering import SteeringVector
+
     layer = None if args.layer is None else resolve_layer(args.layer, model.n_layers)
     return SteeringVector.from_probe(probe, layer=layer)
 
 
 def run_hallucination(args: argparse.Namespace) -> int:
     import steerlab
-    from steerlab.pipeline.hallucination_stage import run_hallucination_stage
-    from steerlab.pipeline.output import prepare_output, versions, write_json
+    from steerlab.output_folder import check_output, staged_output
     from steerlab.pipeline.run import qa_splits
+
+    out = check_output(args.out, args.overwrite)
+    data = qa_splits(args.file, args.question_column, args.answer_column, args.group_column, args.test_share)
+    model = steerlab.load_model(args.model, backend=args.backend)
+    with staged_output(out, args.overwrite) as work:  # only once the inputs are known to be good
+        metrics = write_hallucination_output(work, model, data, args.max_new_tokens)
+    print(f"\nsteerlab hallucination -> {out}/report.html, {out}/metrics.json, {out}/artifacts/")
+    print(f"  {metrics['data']['test']['answers']} test answers, {metrics['data']['test']['wrong_answers']} wrong:")
+    print(hallucination_table(metrics))
+    return 0
+
+
+def write_hallucination_output(out: Path, model: Any, data: Any, max_new_tokens: int) -> dict[str, Any]:
+    """The hallucination stage's metrics.json, sections, report and artifacts in ``out``."""
+    from steerlab.pipeline.hallucination_stage import run_hallucination_stage
+    from steerlab.pipeline.output import versions, write_json
     from steerlab.report import write_report
     from steerlab.report.sections_file import save_sections
 
-    if args.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}.")
-    data = qa_splits(args.file, args.question_column, args.answer_column, args.group_column, args.test_share)
-    model = steerlab.load_model(args.model, backend=args.backend)
-    out = prepare_output(args.out, args.overwrite)  # only once the inputs are known to be good
     metrics, sections = run_hallucination_stage(model, artifacts=out / "artifacts", data=data,
-                                                max_new_tokens=args.max_new_tokens)
+                                                max_new_tokens=max_new_tokens)
     write_json(out / "metrics.json", {"schema": 1, "model": {"name": model.name, "n_layers": model.n_layers,
                                                              "d_model": model.d_model},
                                       "hallucination": metrics, "versions": versions()})
     save_sections(out, "hallucination", sections)
     write_report(out / "report.html", f"steerlab hallucination: {model.name}", sections)
-    print(f"\nsteerlab hallucination -> {out}/report.html, {out}/metrics.json, {out}/artifacts/")
-    print(f"  {metrics['data']['test']['answers']} test answers, {metrics['data']['test']['wrong_answers']} wrong:")
-    print(hallucination_table(metrics))
-    return 0
+    return metrics
 
 
 def run_train_sae(args: argparse.Namespace) -> int:
@@ -173,3 +188,19 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print_demo_summary(args.out, run_demo(args.out, overwrite=args.overwrite))
     return 0
+
+
+def after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted command kept, and how to go on (the CLI prints it on Ctrl-C)."""
+    if args.command == "capture":
+        if args.out is None:
+            return "Nothing was written."
+        return (f"The finished shards in {args.out} are kept: run the same command again to resume where it "
+                "stopped.")
+    if args.command == "steer":
+        return "Nothing was written."
+    if args.command == "report":
+        return f"{args.dir / 'report.html'} is as it was (the page is written aside and renamed at the end)."
+    out = getattr(args, "out", None) or "the output folder"
+    return (f"{out} is as it was before: outputs are built in a hidden sibling folder and swapped in only when a "
+            "run succeeds. Run the same command again to start over.")

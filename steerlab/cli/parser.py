@@ -6,6 +6,7 @@ Only argparse and pathlib are imported here, so ``steerlab --help`` answers at o
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,32 @@ def position(text: str) -> str | int:
         return text
 
 
+def finite(text: str) -> float:
+    """A finite number (NaN or inf would make every steered logit NaN)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def share(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number between 0 and 1, got {text!r}") from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
     return value
@@ -97,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument("--site", default="resid_post", help="resid_pre, resid_mid, resid_post, attn_out, mlp_out")
     capture.add_argument("--layers", type=layers, default=None, help="'all' (default) or e.g. '0,2,-1'")
     capture.add_argument("--position", type=position, default="last", help="last, mean, all, or a token index")
-    capture.add_argument("--batch-size", type=int, default=32)
+    capture.add_argument("--batch-size", type=positive_int, default=32)
 
     probe = command(commands, "probe", "probes at every layer on a labelled dataset (no steering)",
                      "Capture the dataset's texts, sweep probe methods over layers, fit each on the training rows, "
@@ -126,14 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     steer.add_argument("prompts", nargs="*", help="prompts (or use --file)")
     steer.add_argument("--file", type=Path, help="a text file with one prompt per line")
     steer.add_argument("--layer", type=int, default=None, help="which layer of a per-layer probe to steer at")
-    steer.add_argument("--alpha", type=float, default=1.0, help="coefficient (x the vector's norm; see --norm-units)")
+    steer.add_argument("--alpha", type=finite, default=1.0, help="coefficient (x the vector's norm; see --norm-units)")
     steer.add_argument("--norm-units", action="store_true",
                        help="alpha in units of the layer's median token norm (always so for a probe artifact)")
     steer.add_argument("--mode", default="add", choices=["add", "ablate", "set", "clamp"])
-    steer.add_argument("--target", type=float, default=None, help="the projection (set) or probe probability (clamp)")
+    steer.add_argument("--target", type=finite, default=None, help="the projection (set) or probe probability (clamp)")
     steer.add_argument("--positions", default="all", type=position,
                        help="all, prompt, generated, last, or a token index to start at")
-    steer.add_argument("--max-new-tokens", type=int, default=12)
+    steer.add_argument("--max-new-tokens", type=positive_int, default=12)
 
     hallucination = command(
         commands, "hallucination", "token-level hallucination probes on the model's own answers",
@@ -148,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     hallucination.add_argument("--answer-column", default="answer")
     hallucination.add_argument("--group-column", default=None, help="keep questions about one entity together")
     hallucination.add_argument("--test-share", type=share, default=0.5, help="held-out share of the questions")
-    hallucination.add_argument("--max-new-tokens", type=int, default=8)
+    hallucination.add_argument("--max-new-tokens", type=positive_int, default=8)
     output_arguments(hallucination)
 
     train_sae = command(commands, "train-sae", "train a sparse autoencoder on a model's activations (sae-lens)",

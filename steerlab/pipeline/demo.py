@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from steerlab.pipeline.output import StageClock, prepare_output, versions, write_json
+from steerlab.output_folder import staged_output
+from steerlab.pipeline.output import StageClock, versions, write_json
 from steerlab.report.html import Section
 
 DOMAINS = ("cities", "larger_than", "people", "objects")
@@ -42,7 +43,17 @@ SENTIMENT_ALPHA = 2.0  # x the CAA mean difference
 
 def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "demo", progress: bool = True
              ) -> dict[str, Any]:
-    """Run the pipeline; returns the metrics written to ``out/metrics.json``."""
+    """Run the pipeline; returns the metrics written to ``out/metrics.json``.
+
+    The output is built in a hidden sibling folder and replaces ``out`` only when every stage
+    succeeded (see :func:`steerlab.pipeline.output.staged_output`).
+    """
+    with staged_output(out, overwrite) as work:
+        return _write_demo(work, model, progress)
+
+
+def _write_demo(out: Path, model: Any, progress: bool) -> dict[str, Any]:
+    """Every stage of the demo, writing into ``out`` (the staging folder)."""
     import steerlab
     from steerlab.datasets import load, split_by_group
     from steerlab.pipeline.hallucination_stage import run_hallucination_stage
@@ -54,7 +65,6 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
     from steerlab.steering import SteeringVector, logprob_difference, steer, word_rate
     from steerlab.world import templates
 
-    out = prepare_output(out, overwrite)
     clock = StageClock()
     lap, timings = clock.lap, clock.timings
     adapter = steerlab.load_model(model)

@@ -1,11 +1,10 @@
-"""The output folder every pipeline command writes: never overwritten without ``overwrite``."""
+"""What every pipeline command writes besides the folder itself: stage timings, strict JSON, versions."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,40 +21,6 @@ class StageClock:
         now = time.perf_counter()
         self.timings[stage] = round(now - self._start, 2)
         self._start = now
-
-
-OUTPUTS = ("metrics.json", "report.html", "artifacts", "sections")  # everything a pipeline command writes
-
-
-def prepare_output(out: str | os.PathLike, overwrite: bool) -> Path:
-    """A new or empty directory, or with ``overwrite`` a previous steerlab output (its outputs removed).
-
-    ``overwrite`` never deletes what steerlab did not write: a folder holding anything else
-    (your data, the current or home folder) is refused, and only :data:`OUTPUTS` are removed.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file: --out must be a directory (new, empty, or a previous output).")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty: choose another --out, or pass --overwrite.")
-        resolved = out.resolve()
-        if resolved in (Path.cwd().resolve(), *Path.cwd().resolve().parents, Path.home().resolve()):
-            raise ValueError(f"--out {out} is the current, a parent or the home folder: --overwrite would clear it. "
-                             "Choose a dedicated output folder.")
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
-        if foreign:
-            raise FileExistsError(f"{out} holds files steerlab did not write ({', '.join(foreign[:3])}"
-                                  f"{', ...' if len(foreign) > 3 else ''}): --overwrite only replaces a previous "
-                                  "steerlab output. Choose another --out.")
-        for name in OUTPUTS:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def write_json(path: str | os.PathLike, value: Any) -> Path:

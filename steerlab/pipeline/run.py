@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from steerlab.pipeline.config import ConfigError, RunConfig
-from steerlab.pipeline.output import StageClock, prepare_output, versions, write_json
+from steerlab.output_folder import check_output, staged_output
+from steerlab.pipeline.output import StageClock, versions, write_json
 from steerlab.report.html import Section
 
 
@@ -206,16 +207,25 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike | None = None, *, ove
                  progress: bool = True, steer: bool = True) -> dict[str, Any]:
     """Run every stage; writes ``metrics.json``, ``artifacts/``, ``sections/`` and ``report.html`` to ``out``."""
     import steerlab
-    from steerlab.report.sections_file import save_sections
-    from steerlab.report.html import write_report
 
     clock = StageClock()
     # everything that can be wrong with the inputs fails here, before the output folder is touched
+    out = check_output(out or config.output.dir, overwrite)
     train, test = load_run_data(config)
     qa = load_hallucination_data(config) if steer and config.hallucination is not None else None
     adapter = steerlab.load_model(config.model.name, backend=config.model.backend, device=config.model.device)
     _check_layers(adapter, config)
-    out = prepare_output(out or config.output.dir, overwrite)
+    with staged_output(out, overwrite) as work:  # swapped in for `out` only if every stage succeeds
+        return _run_stages(work, adapter, config, train, test, qa, clock, progress=progress, steer=steer)
+
+
+def _run_stages(out: Path, adapter: Any, config: RunConfig, train: Any, test: Any, qa: Any, clock: StageClock, *,
+                progress: bool, steer: bool) -> dict[str, Any]:
+    """The stages of :func:`run_pipeline`, writing into ``out`` (the staging folder)."""
+    import steerlab
+    from steerlab.report.html import write_report
+    from steerlab.report.sections_file import save_sections
+
     capture = config.capture
     layers = None if capture.layers == "all" else capture.layers
     acts_train, acts_test = (steerlab.capture(adapter, part.texts, layers=layers, site=capture.site,

@@ -59,5 +59,14 @@ def write_report(path: str | os.PathLike, title: str, sections: Sequence[Section
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
     path = Path(path)
-    path.write_text(page, encoding="utf-8")
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symbolic link: steerlab does not write through links. Remove it or pick "
+                         "another path.")
+    # Written aside and renamed: an interrupted write never leaves half a page in place of the old one.
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        partial.write_text(page, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path

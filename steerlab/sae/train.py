@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
 from pathlib import Path
+
+from steerlab.output_folder import check_output, staged_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -68,6 +71,10 @@ def check_arguments(args: argparse.Namespace) -> None:
                           ("--eval-lines", args.eval_lines), ("--threads", args.threads)):
         if value < 1:
             raise ValueError(f"{option} must be at least 1 (got {value}).")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a positive finite number (got {args.lr}); the default is 1e-3.")
+    if not (math.isfinite(args.l1_coefficient) and args.l1_coefficient >= 0):
+        raise ValueError(f"--l1-coefficient must be a finite number >= 0 (got {args.l1_coefficient}).")
     if args.architecture == "topk" and not 1 <= args.k <= args.d_sae:
         raise ValueError(f"--k must be between 1 and --d-sae ({args.d_sae}) for a topk SAE (got {args.k}); "
                          "pick a smaller --k or a larger --d-sae.")
@@ -78,13 +85,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if (out / "cfg.json").exists():
         raise FileExistsError(f"{out} already holds an SAE: choose another --out or delete it first.")
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file, not a directory: choose another --out (a new directory).")
-    if out.is_dir() and any(out.iterdir()):
-        raise FileExistsError(f"--out {out} is a directory that is not empty: choose a new or empty directory.")
-    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:
-        raise FileExistsError(f"--out {out} is inside {blocking}, which is a file: choose another --out.")
+    check_output(out, overwrite=False)
 
 
 def run(args: argparse.Namespace, command: str) -> dict:
@@ -105,7 +106,6 @@ def run(args: argparse.Namespace, command: str) -> dict:
                     architecture=args.architecture, d_sae=args.d_sae, k=args.k, l1_coefficient=args.l1_coefficient,
                     steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     seconds = time.perf_counter() - started
-    sae.save_model(out)
     quality = sae_quality(model, sae, eval_texts)
     card = {"command": command, "hook_name": sae.cfg.metadata.hook_name, "architecture": args.architecture,
             "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, "train_seconds": round(seconds, 1),
@@ -113,7 +113,9 @@ def run(args: argparse.Namespace, command: str) -> dict:
                          if k not in ("out", "command")},
             "quality_heldout": {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()},
             "ce_loss_recovered_baseline": "mean ablation of the site (sae-lens' CE loss score uses zero ablation)"}
-    (out / "card.json").write_text(json.dumps(card, indent=1))
+    with staged_output(out, overwrite=False) as work:  # a killed run leaves no half-written SAE at --out
+        sae.save_model(work)
+        (work / "card.json").write_text(json.dumps(card, indent=1))
     return card
 
 
