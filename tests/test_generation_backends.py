@@ -34,3 +34,20 @@ def test_hooked_generation_that_stops_early_matches_hf(reference, backend):
         assert model.generate(PROMPTS, max_new_tokens=20) == plain
     assert len(recorded["blocks.1.hook_resid_post"]) >= 2  # the prompt pass and at least one new token
     assert steered != plain
+
+
+@pytest.mark.parametrize("name", ["demo", "llama"])
+def test_the_bridge_fills_the_kv_cache_so_each_step_sees_the_prompt(name, model_dir):
+    """transformers >= 5.24 passes the cache to attention as ``cache``; the bridge must still write it.
+
+    Without that, each cached step attends to itself alone and greedy answers drift from hf's.
+    """
+    source = "demo" if name == "demo" else model_dir(name)
+    bridge, plain = steerlab.load_model(source, backend="transformer_lens"), steerlab.load_model(source)
+    batch = bridge.tokenize(["bakli is in" if name == "demo" else "w1 w2 w3 w4"], padding_side="left")
+    with torch.no_grad():
+        output = bridge.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=True)
+    cache = getattr(output, "cache", None) or output.past_key_values
+    assert cache.get_seq_length() == batch.input_ids.shape[1]
+    prompts = ["bakli is in"] if name == "demo" else ["w1 w2 w3", "w4 w5 w6 w7 w8"]
+    assert bridge.generate(prompts, max_new_tokens=6) == plain.generate(prompts, max_new_tokens=6)

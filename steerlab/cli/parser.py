@@ -43,32 +43,30 @@ def position(text: str) -> str | int:
         return text
 
 
+def _converted(text: str, convert: Any, what: str) -> Any:
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes {what}, got {text!r}") from None
+
+
 def finite(text: str) -> float:
     """A finite number (NaN or inf would make every steered logit NaN)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes a number, got {text!r}") from None
+    value = _converted(text, float, "a number")
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes a whole number, got {text!r}") from None
+    value = _converted(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
 def share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes a number between 0 and 1, got {text!r}") from None
+    value = _converted(text, float, "a number between 0 and 1")
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
     return value
