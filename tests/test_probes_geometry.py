@@ -210,3 +210,22 @@ def test_transfer_matrix_accepts_given_splits():
     X, y = domains["cities"]
     expected = auroc(y[150:], DiffMeans().fit(X[:150], y[:150]).decision_function(X[150:]))
     assert result.auroc[0, 0] == pytest.approx(expected)
+
+
+def test_lda_on_a_rank_deficient_covariance_gives_sklearns_minimum_norm_direction():
+    """Fewer examples than dimensions, a dead feature and no shrinkage: a singular covariance (as on real
+    activations) must give scikit-learn's lsqr solution, not a linear-algebra error."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    from steerlab.probes import LDA
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 20))
+    y = np.array([0, 1] * 6)
+    X[:, 0] = 3.0
+    X[y == 1, 1] += 2.0
+    ours = LDA(shrinkage=0.0).fit(X.astype(np.float32), y).coef_.ravel()
+    reference = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.0).fit(X, y).coef_.ravel()
+    assert np.isfinite(ours).all()
+    cosine = ours @ reference / np.linalg.norm(ours) / np.linalg.norm(reference)
+    assert cosine > 0.99

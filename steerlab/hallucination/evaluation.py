@@ -23,13 +23,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from steerlab.probes.metrics import auroc, detection_counts, group_max, recall_at_fpr, sigmoid
+from steerlab.probes.validation import (ProbeInputError, as_activation_matrix, as_groups, check_01_labels,
+                                        check_estimator, check_n_groups, check_number, check_scored_labels,
+                                        check_scores)
 
 FPR_LEVELS = (0.01, 0.05, 0.10)
 
 
 def confidence_scores(max_prob: np.ndarray, entropy: np.ndarray) -> dict[str, np.ndarray]:
     """The output-only baselines per token: ``{"max_prob": 1 - max_prob, "entropy": entropy}`` (``[n_tokens]`` each)."""
-    return {"max_prob": 1.0 - np.asarray(max_prob, dtype=np.float64), "entropy": np.asarray(entropy, dtype=np.float64)}
+    max_prob = check_scores(max_prob, name="max_prob")
+    return {"max_prob": 1.0 - max_prob, "entropy": check_scores(entropy, len(max_prob), "entropy")}
 
 
 def with_output_odds(probe_scores: np.ndarray, max_prob: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -44,15 +48,18 @@ def with_output_odds(probe_scores: np.ndarray, max_prob: np.ndarray, eps: float 
     [0.5, 0.9]
     """
     def log_odds(p: np.ndarray) -> np.ndarray:
-        p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+        p = np.clip(p, eps, 1 - eps)
         return np.log(p) - np.log1p(-p)
 
-    return sigmoid(log_odds(probe_scores) + log_odds(1.0 - np.asarray(max_prob, dtype=np.float64)))
+    probe_scores = check_scores(probe_scores, name="probe_scores")
+    return sigmoid(log_odds(probe_scores) + log_odds(1.0 - check_scores(max_prob, len(probe_scores), "max_prob")))
 
 
 def level_metrics(y01: np.ndarray, scores: np.ndarray, threshold: float | None) -> dict[str, float]:
     """AUROC, recall at FPR <= 1/5/10 %, and accuracy/precision/recall of ``scores >= threshold``."""
-    y01, scores = np.asarray(y01), np.asarray(scores, dtype=np.float64)
+    y01, scores = check_scored_labels(y01, scores)
+    if threshold is not None:
+        check_number(threshold, "threshold")
     out: dict[str, float] = {"auroc": auroc(y01, scores)}
     out |= {f"recall@{round(level * 100)}%fpr": recall_at_fpr(y01, scores, level) for level in FPR_LEVELS}
     if threshold is not None:
@@ -73,6 +80,8 @@ def detection_metrics(y_token: np.ndarray, scores: np.ndarray, answer_index: np.
             (None: those three are left out).
         answer_threshold: the same for answer scores (default: ``threshold``).
     """
+    y_token, scores = check_scored_labels(y_token, scores)
+    answer_index = as_groups(answer_index, len(y_token), "answer_index")
     _, answer_scores = group_max(scores, answer_index)
     _, answer_labels = group_max(y_token, answer_index)
     return {"token": level_metrics(y_token, scores, threshold),
@@ -93,10 +102,16 @@ def cross_val_scores(probe: Any, X: Any, y_token: np.ndarray, answer_index: np.n
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
-    X, y_token, answer_index = np.asarray(X), np.asarray(y_token), np.asarray(answer_index)
+    check_estimator(probe, methods=("clone", "fit", "predict_proba"))
+    check_number(n_splits, "n_splits", minimum=2, integer=True)
+    X = as_activation_matrix(X, hint="select one layer, e.g. GeneratedTokens.features(layer)").cpu().numpy()
+    y_token, answer_index = np.asarray(y_token), np.asarray(answer_index)
     if not len(X) == len(y_token) == len(answer_index):
-        raise ValueError(f"X has {len(X)} rows, y_token {len(y_token)} and answer_index {len(answer_index)}: "
-                         "pass one label and one answer id per token row.")
+        raise ProbeInputError(f"X has {len(X)} rows, y_token {len(y_token)} and answer_index {len(answer_index)}: "
+                              "pass one label and one answer id per token row.")
+    y_token = check_01_labels(y_token, len(X), "y_token")
+    answer_index = as_groups(answer_index, len(X), "answer_index")
+    check_n_groups(answer_index, n_splits, f"{n_splits}-fold cross-validation (n_splits)")
     _, inverse = np.unique(answer_index, return_inverse=True)
     answer_label = group_max(y_token, answer_index)[1][inverse]  # stratify by the answer's label
     out = np.empty(len(X))

@@ -82,9 +82,16 @@ def search_layer(objective: Callable[[int], float], layers: Sequence[int], *, n_
 
     import optuna
 
+    from steerlab.probes.validation import check_number
+
     layers = list(layers)
     if not layers:
         raise ValueError("layers is empty: pass the candidate layers, e.g. list(range(model.n_layers)).")
+    if not callable(objective):
+        raise ValueError(f"objective must be callable (layer -> value), got {type(objective).__name__}: e.g. "
+                         "probe_objective(probe, hidden, layers, y_token, answer_index).")
+    check_number(n_trials, "n_trials", minimum=1, integer=True)
+    check_number(n_startup_trials, "n_startup_trials", minimum=0, integer=True)
     cache: dict[int, float] = {}
 
     def evaluate(layer: int) -> float:
@@ -142,12 +149,23 @@ def probe_objective(probe: Any, hidden: Any, layers: Sequence[int], y_token: np.
             AUROC is undefined at every layer).
     """
     from steerlab.probes.splits import group_split
-    from steerlab.probes.validation import ProbeInputError
+    from steerlab.probes.validation import (ProbeInputError, as_activation_tensor, as_groups, check_01_labels,
+                                            check_estimator, check_fraction, check_layer, check_n_groups)
 
-    hidden, y_token, answer_index = np.asarray(hidden), np.asarray(y_token), np.asarray(answer_index)
+    check_estimator(probe, methods=("clone", "fit", "predict_proba"))
+    check_fraction(val_fraction, "val_fraction")
+    hidden = as_activation_tensor(hidden)[0].cpu().numpy()
+    layers = list(layers)
+    if hidden.ndim != 3 or hidden.shape[1] != len(layers):
+        raise ProbeInputError(f"hidden must be [n_tokens, n_layers={len(layers)}, d] (one slot per entry of layers), "
+                              f"got shape {hidden.shape}: pass GeneratedTokens.hidden with GeneratedTokens.layers.")
+    y_token, answer_index = np.asarray(y_token), np.asarray(answer_index)
     if not len(hidden) == len(y_token) == len(answer_index):
-        raise ValueError(f"hidden has {len(hidden)} rows, y_token {len(y_token)} and answer_index "
-                         f"{len(answer_index)}: pass one label and one answer id per token row.")
+        raise ProbeInputError(f"hidden has {len(hidden)} rows, y_token {len(y_token)} and answer_index "
+                              f"{len(answer_index)}: pass one label and one answer id per token row.")
+    y_token = check_01_labels(y_token, len(hidden), "y_token")
+    answer_index = as_groups(answer_index, len(hidden), "answer_index")
+    check_n_groups(answer_index, 2, "the grouped validation split (answers are kept whole)")
     try:
         fit_rows, val_rows = group_split(y_token, answer_index, val_fraction, seed)
     except ProbeInputError as error:
@@ -157,7 +175,7 @@ def probe_objective(probe: Any, hidden: Any, layers: Sequence[int], y_token: np.
                          f"different val_fraction (now {val_fraction}).") from error
 
     def objective(layer: int) -> float:
-        X = hidden[:, list(layers).index(layer)]
+        X = hidden[:, check_layer(layer, layers, len(layers))]
         fitted = probe.clone().fit(X[fit_rows], y_token[fit_rows], groups=answer_index[fit_rows])
         return auroc(y_token[val_rows], fitted.predict_proba(X[val_rows])[:, 1])
 

@@ -25,14 +25,17 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from einops import rearrange
 
-from steerlab.probes.validation import (ActivationInfo, NotFittedError, ProbeInputError, as_activation_tensor,
-                                        as_groups, check_labels, check_width)
+from steerlab.probes.validation import (ActivationInfo, ProbeInputError, as_activation_tensor, as_groups,
+                                        check_fitted, check_labels, check_layer, check_width)
+
+if TYPE_CHECKING:
+    from steerlab.artifacts import TensorSpec
 
 _REGISTRY: dict[str, type["LinearProbe"]] = {}
 
@@ -81,8 +84,13 @@ class LinearProbe:
     # ------------------------------------------------------------ fitting
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> "LinearProbe":
-        """Fit on ``X`` ``[n, d]`` or ``[n, n_layers, d]`` (array, tensor or ``Activations``) and labels ``y`` ``[n]``."""
+        """Fit on ``X`` ``[n, d]`` or ``[n, n_layers, d]`` (array, tensor or ``Activations``) and labels ``y`` ``[n]``.
+
+        Parameters and data are checked first (:mod:`steerlab.probes.validation`): bad input raises
+        :class:`~steerlab.probes.ProbeInputError` before any fitting.
+        """
         start = time.perf_counter()
+        self._check_params()
         values, info = as_activation_tensor(X, self.dtype)
         y01, self.classes_ = check_labels(y, len(values))
         groups = as_groups(groups, len(values))
@@ -93,6 +101,9 @@ class LinearProbe:
         self._set_fitted(coef, intercept, per_layer, info)
         self.fit_seconds_ = time.perf_counter() - start
         return self
+
+    def _check_params(self) -> None:
+        """Refuse invalid constructor parameters (called by :meth:`fit`; ``__init__`` only stores them)."""
 
     def _fit_layers(self, X: torch.Tensor, y01: np.ndarray, groups: np.ndarray | None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,8 +132,8 @@ class LinearProbe:
     # ------------------------------------------------------------ scoring
 
     def _check_fitted(self) -> None:
-        if self.coef_ is None:
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit(X, y) first.")
+        """Raise :class:`~steerlab.probes.NotFittedError` before ``fit``."""
+        check_fitted(self, "coef_", "fit(X, y)")
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Raw-space logit ``intercept_ + coef_ . h``: ``[n]`` for ``[n, d]``, ``[n, n_layers]`` for ``[n, n_layers, d]``."""
@@ -160,7 +171,7 @@ class LinearProbe:
         self._check_fitted()
         if self.n_layers_ is None:
             raise ProbeInputError("This probe was fitted on one layer already.")
-        slot = self.layers_.index(layer) if self.layers_ else layer
+        slot = check_layer(layer, self.layers_, self.n_layers_)
         single = self.clone()
         for name, value in vars(self).items():
             if name.endswith("_") and isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == self.n_layers_:
@@ -176,7 +187,11 @@ class LinearProbe:
     # ------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write ``path.safetensors`` + ``path.json`` (metadata: model, site, layers, position, d_model, scaler, C, metrics)."""
+        """Write ``path.safetensors`` + ``path.json`` (metadata: model, site, layers, position, d_model, scaler, C, metrics).
+
+        See :func:`steerlab.artifacts.save_artifact`: ``"raptor_C0.5"`` keeps its dot, symlinks are
+        refused, files are replaced atomically and only with ``overwrite=True``.
+        """
         from steerlab.artifacts import save_artifact
 
         self._check_fitted()
@@ -194,14 +209,20 @@ class LinearProbe:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LinearProbe":
-        """Read a probe written by :meth:`save` (any probe class when called on ``LinearProbe``)."""
-        from steerlab.artifacts import load_artifact
+        """Read a probe written by :meth:`save` (any probe class when called on ``LinearProbe``).
 
-        tensors, meta = load_artifact(path, kind="probe")
-        target = _REGISTRY.get(meta["class"])
-        if target is None or not issubclass(target, cls):
-            raise ValueError(f"{path} holds a {meta['class']}, not a {cls.__name__}.")
-        probe = target(**meta["params"])
+        Everything is validated first (:mod:`steerlab.artifacts`); a bad file raises an
+        ``ArtifactError`` naming the file and the problem.
+        """
+        from steerlab.artifacts import artifact_error, artifact_paths, invalid_artifact, read_metadata, read_tensors
+
+        meta = read_metadata(path, kind="probe", classes=_REGISTRY)
+        target = _REGISTRY[meta["class"]]
+        if not issubclass(target, cls):
+            raise artifact_error(artifact_paths(path)[1], f"holds a {meta['class']}, not a {cls.__name__}.")
+        with invalid_artifact(path, f"a {target.__name__}"):
+            probe = target(**meta["params"])
+        tensors = read_tensors(path, meta, target._artifact_tensors())
         for name, tensor in tensors.items():
             value = tensor.numpy()
             setattr(probe, name, float(value) if value.ndim == 0 else value)
@@ -212,6 +233,14 @@ class LinearProbe:
         if meta.get("chosen_C") is not None:
             probe.C_ = np.asarray(meta["chosen_C"]) if isinstance(meta["chosen_C"], list) else meta["chosen_C"]
         return probe
+
+    @classmethod
+    def _artifact_tensors(cls) -> dict[str, "TensorSpec"]:
+        """This class's own saved arrays, for :func:`steerlab.artifacts.read_tensors` (optional: older files)."""
+        from steerlab.artifacts import LAYER_AXIS, TensorSpec
+
+        return ({name: TensorSpec((LAYER_AXIS, ...), required=False) for name in cls._fitted_arrays}
+                | {name: TensorSpec((...,), required=False) for name in cls._saved_arrays})
 
     # ------------------------------------------------------------ display
 
@@ -243,7 +272,7 @@ def load_probe(path: str | os.PathLike) -> LinearProbe:
     """
     from steerlab.artifacts import artifact_kind
 
-    if artifact_kind(path) == "token_probe":
+    if artifact_kind(path) == "token_probe":  # validates the JSON; the loaders validate the rest
         from steerlab.probes.hallucination import TokenProbe
 
         return TokenProbe.load(path)

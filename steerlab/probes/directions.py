@@ -18,14 +18,12 @@ Example:
 
 from __future__ import annotations
 
-
-
 import numpy as np
 import torch
 
 from steerlab.probes.base import LinearProbe
 from steerlab.probes.logistic_solver import solve_l2_logistic
-from steerlab.probes.validation import ProbeInputError, check_min_per_class
+from steerlab.probes.validation import ProbeInputError, check_min_per_class, check_shrinkage
 
 
 class Direction(LinearProbe):
@@ -98,6 +96,9 @@ class LDA(Direction):
         super().__init__(device=device, dtype=dtype)
         self.shrinkage = shrinkage
 
+    def _check_params(self) -> None:
+        check_shrinkage(self.shrinkage)
+
     def _direction(self, X: torch.Tensor, y01: np.ndarray, groups: np.ndarray | None) -> torch.Tensor:
         check_min_per_class(y01, 2, "LDA (a covariance estimate)")
         mu0, mu1 = class_means(X, y01)
@@ -109,7 +110,22 @@ class LDA(Direction):
             covariance += float(members.float().mean()) * class_cov
             shrinkages.append(shrink)
         self.shrinkage_ = torch.stack(shrinkages, -1).cpu().numpy()  # [L, 2] per class
-        return torch.linalg.solve(covariance, (mu1 - mu0).double()[..., None])[..., 0].to(X.dtype)
+        return solve_covariance(covariance, (mu1 - mu0).double()).to(X.dtype)
+
+
+def solve_covariance(covariance: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Sigma^-1 b`` per layer (``[L, d, d]``, ``[L, d]`` -> ``[L, d]``), also where Sigma is singular.
+
+    Real activations give rank-deficient covariances (fewer examples than dimensions, dead
+    features, no shrinkage): there the minimum-norm least-squares solution is used, as
+    scikit-learn's ``lsqr`` LDA solver does, instead of failing.
+    """
+    solution, info = torch.linalg.solve_ex(covariance, b[..., None])
+    solution = solution[..., 0]
+    singular = (info != 0) | ~torch.isfinite(solution).all(-1)
+    if singular.any():
+        solution[singular] = (torch.linalg.pinv(covariance[singular], hermitian=True) @ b[singular][..., None])[..., 0]
+    return solution
 
 
 def shrunk_covariance(centered: torch.Tensor, shrinkage: float | str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,6 +140,7 @@ def shrunk_covariance(centered: torch.Tensor, shrinkage: float | str = "auto") -
     z = centered / std[:, None]
     covariance = torch.einsum("lnd,lne->lde", z, z) / n
     identity = torch.eye(d, dtype=z.dtype, device=z.device)
+    shrinkage = check_shrinkage(shrinkage)
     if shrinkage == "auto":
         # Ledoit-Wolf: a = b^2 / d^2 with b^2 = mean_i ||z_i z_i^T - S||_F^2 / n, d^2 = ||S - mu I||_F^2
         mu = torch.diagonal(covariance, dim1=1, dim2=2).mean(-1)
@@ -131,9 +148,7 @@ def shrunk_covariance(centered: torch.Tensor, shrinkage: float | str = "auto") -
         d2 = ((covariance - mu[:, None, None] * identity) ** 2).sum((1, 2))
         alpha = (torch.minimum(b2, d2) / d2.clamp_min(1e-30)).clamp(0, 1)
     else:
-        if not 0 <= float(shrinkage) <= 1:
-            raise ProbeInputError(f"shrinkage={shrinkage}: pass a value in [0, 1] or 'auto'.")
-        alpha = torch.full_like(std[:, 0], float(shrinkage))
+        alpha = torch.full_like(std[:, 0], shrinkage)
         mu = torch.diagonal(covariance, dim1=1, dim2=2).mean(-1)
     shrunk = (1 - alpha)[:, None, None] * covariance + (alpha * mu)[:, None, None] * identity
     return std[:, :, None] * shrunk * std[:, None, :], alpha

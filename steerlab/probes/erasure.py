@@ -30,22 +30,30 @@ from steerlab.probes.base import LinearProbe
 from steerlab.probes.metrics import accuracy
 from steerlab.probes.raptor import LogisticDirection
 from steerlab.probes.splits import stratified_split
-from steerlab.probes.validation import as_activation_tensor, check_labels
+from steerlab.probes.validation import (as_activation_matrix, check_estimator, check_fitted, check_fraction,
+                                        check_labels, check_number, check_width)
+
+_ONE_LAYER = "erasure works on one layer: select it, e.g. X[:, layer_slot] or acts.layer(l)"
 
 
 class LeaceEraser:
     """LEACE fitted on ``X [n, d]`` and labels; ``transform(X)`` erases the concept (concept-erasure package)."""
 
     def fit(self, X: Any, y: Any) -> "LeaceEraser":
+        """Fit on one layer's rows ``X [n, d]`` and binary labels ``y [n]``."""
         from concept_erasure import LeaceEraser as _Leace
 
-        values, _ = as_activation_tensor(X, torch.float64)
+        values = as_activation_matrix(X, torch.float64, _ONE_LAYER)
         y01, _ = check_labels(y, len(values))
         self.eraser_ = _Leace.fit(values, torch.as_tensor(y01))
+        self.d_model_ = values.shape[1]
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        values, _ = as_activation_tensor(X, torch.float64)
+        """``X [n, d]`` with the concept erased."""
+        check_fitted(self, "eraser_")
+        values = as_activation_matrix(X, torch.float64, _ONE_LAYER)
+        check_width(values, self.d_model_, None)
         return self.eraser_(values).numpy()
 
     def __repr__(self) -> str:
@@ -64,7 +72,10 @@ class INLPEraser:
         self.probe = probe or LogisticDirection(C=1.0)
 
     def fit(self, X: Any, y: Any) -> "INLPEraser":
-        values, _ = as_activation_tensor(X, torch.float64)
+        """Fit on one layer's rows ``X [n, d]`` and binary labels ``y [n]``."""
+        check_number(self.n_iterations, "n_iterations", minimum=1, integer=True)
+        check_estimator(self.probe)
+        values = as_activation_matrix(X, torch.float64, _ONE_LAYER)
         y01, _ = check_labels(y, len(values))
         current = values.numpy()
         basis: list[np.ndarray] = []
@@ -88,7 +99,10 @@ class INLPEraser:
         return X - (X @ basis.T) @ basis
 
     def transform(self, X: Any) -> np.ndarray:
-        values, _ = as_activation_tensor(X, torch.float64)
+        """``X [n, d]`` minus its projection on the removed directions."""
+        check_fitted(self, "directions_")
+        values = as_activation_matrix(X, torch.float64, _ONE_LAYER)
+        check_width(values, self.directions_.shape[1], None)
         return self._project(values.numpy(), self.directions_)
 
     def __repr__(self) -> str:
@@ -102,7 +116,11 @@ def probe_after_erasure(eraser: Any, X: Any, y: Any, probe: LinearProbe | None =
 
     Returns ``{"accuracy_before", "accuracy_after", "chance"}`` (chance = majority-class share of the test split).
     """
-    values, _ = as_activation_tensor(X, torch.float64)
+    check_estimator(eraser, "eraser", ("fit", "transform"))
+    if probe is not None:
+        check_estimator(probe)
+    check_fraction(test_fraction, "test_fraction")
+    values = as_activation_matrix(X, torch.float64, _ONE_LAYER)
     y01, _ = check_labels(y, len(values))
     train, test = stratified_split(y01, test_fraction, seed)
     data = values.numpy()

@@ -45,8 +45,9 @@ from torch import nn
 from steerlab.hallucination import losses
 from steerlab.probes.metrics import auroc, best_f1_threshold, group_max, sigmoid
 from steerlab.probes.splits import split
-from steerlab.probes.validation import (NotFittedError, ProbeInputError, as_activation_tensor, as_groups,
-                                        check_labels)
+from steerlab.probes.validation import (as_activation_matrix, as_groups, check_01_labels, check_choice,
+                                        check_fitted, check_fraction, check_labels, check_min_per_class, check_number,
+                                        check_width)
 
 NORMALIZATIONS = ("standardize", "layer_norm", None)
 
@@ -95,6 +96,18 @@ class TokenProbe:
     def _min_epochs(self) -> int:
         return 0
 
+    def _check_params(self) -> None:
+        """Refuse invalid constructor parameters (called by :meth:`fit`; ``__init__`` only stores them)."""
+        check_choice(self.normalize, "normalize", NORMALIZATIONS)
+        check_fraction(self.val_fraction, "val_fraction")
+        check_number(self.dropout, "dropout", minimum=0, maximum=1, exclusive_max=True)
+        check_number(self.lr, "lr", minimum=0, exclusive_min=True)
+        check_number(self.weight_decay, "weight_decay", minimum=0)
+        check_number(self.max_epochs, "max_epochs", minimum=1, integer=True)
+        check_number(self.patience, "patience", minimum=0, integer=True)
+        check_number(self.batch_size, "batch_size", minimum=1, integer=True)
+        check_number(self.random_state, "random_state", minimum=0, integer=True)
+
     # ------------------------------------------------------------ parameters
 
     def get_params(self) -> dict[str, Any]:
@@ -127,10 +140,12 @@ class TokenProbe:
         return self
 
     def _check_fit_inputs(self, X: Any, y: Any, groups: Any) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        if self.normalize not in NORMALIZATIONS:
-            raise ProbeInputError(f"normalize={self.normalize!r}: choose one of {NORMALIZATIONS}.")
+        """Parameters, then ``(X [n, d], y01 [n], span [n])``: 0/1 token labels, both classes, one span per row."""
+        self._check_params()
         X = _as_rows(X)
+        check_01_labels(y, len(X))  # 1 = hallucinated: strings or other label values would flip the meaning
         y01, self.classes_ = check_labels(y, len(X))
+        check_min_per_class(y01, 2, f"The validation split (val_fraction={self.val_fraction})")
         groups = as_groups(groups, len(X))
         span = np.arange(len(X)) if groups is None else np.unique(groups, return_inverse=True)[1].reshape(-1)
         return X, y01, span
@@ -198,16 +213,14 @@ class TokenProbe:
         return (X - torch.as_tensor(self.mean_)) / torch.as_tensor(self.scale_)
 
     def _check_fitted(self) -> None:
-        if getattr(self, "network_", None) is None:
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit(X, y, groups) first.")
+        """Raise :class:`~steerlab.probes.NotFittedError` before ``fit``."""
+        check_fitted(self, "network_", "fit(X, y, groups)")
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Logit of "hallucinated" per token: ``[n_tokens]``."""
         self._check_fitted()
         X = _as_rows(X)
-        if X.shape[1] != self.d_model_:
-            raise ProbeInputError(f"X has width d={X.shape[1]} but the probe was fitted on d={self.d_model_}: "
-                                  "use hidden states of the same model, site and layer.")
+        check_width(X, self.d_model_, None)
         self.network_.eval()
         with torch.no_grad():
             return self.network_(self._normalized(X))[:, 0].numpy().astype(np.float64)
@@ -230,7 +243,8 @@ class TokenProbe:
     # ------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write ``path.safetensors`` (network weights, scaler) + ``path.json`` (parameters, fitted scalars)."""
+        """Write ``path.safetensors`` (network weights, scaler) + ``path.json`` (parameters, fitted scalars,
+        provenance: model, site, layer; position ``"generated"``: every generated token)."""
         from steerlab.artifacts import save_artifact
 
         self._check_fitted()
@@ -240,24 +254,32 @@ class TokenProbe:
         metadata = {"class": type(self).__name__, "params": self.get_params(), "d_model": self.d_model_,
                     "classes": self.classes_.tolist(), "threshold": self.threshold_, "best_epoch": self.best_epoch_,
                     "n_epochs": self.n_epochs_, "val_auroc": self.val_auroc_, "history": self.history_,
-                    "layer": self.layer, "site": self.site, "model_name": self.model_name}
+                    "layer": self.layer, "site": self.site, "model_name": self.model_name, "position": "generated"}
         return save_artifact(path, tensors, metadata, kind="token_probe", overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TokenProbe":
-        """Read a probe written by :meth:`save` (either class when called on ``TokenProbe``)."""
-        from steerlab.artifacts import load_artifact
+        """Read a probe written by :meth:`save` (either class when called on ``TokenProbe``).
 
-        tensors, meta = load_artifact(path, kind="token_probe")
-        target = {c.__name__: c for c in (HallucinationProbe, LinearTokenProbe)}.get(meta["class"])
-        if target is None or not issubclass(target, cls):
-            raise ValueError(f"{path} holds a {meta['class']}, not a {cls.__name__}.")
-        probe = target(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()})
+        Everything is validated first (:mod:`steerlab.artifacts`); a bad file raises an
+        ``ArtifactError`` naming the file and the problem.
+        """
+        from steerlab.artifacts import (TensorSpec, artifact_error, artifact_paths, invalid_artifact, read_metadata,
+                                        read_tensors)
+
+        known = {c.__name__: c for c in (HallucinationProbe, LinearTokenProbe)}
+        meta = read_metadata(path, kind="token_probe", classes=known)
+        target = known[meta["class"]]
+        if not issubclass(target, cls):
+            raise artifact_error(artifact_paths(path)[1], f"holds a {meta['class']}, not a {cls.__name__}.")
+        with invalid_artifact(path, f"a {target.__name__}"):
+            probe = target(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()})
+            network = _network(meta["d_model"], probe._hidden(), probe.normalize == "layer_norm", probe.dropout)
+        weights = {f"network.{k}": TensorSpec(tuple(v.shape)) for k, v in network.state_dict().items()}
+        tensors = read_tensors(path, meta, weights)
+        network.load_state_dict({k.removeprefix("network."): v for k, v in tensors.items() if k in weights})
+        probe.network_ = network.eval()
         probe.d_model_ = meta["d_model"]
-        probe.network_ = _network(probe.d_model_, probe._hidden(), probe.normalize == "layer_norm", probe.dropout)
-        probe.network_.load_state_dict({k.removeprefix("network."): v for k, v in tensors.items()
-                                        if k.startswith("network.")})
-        probe.network_.eval()
         probe.mean_ = tensors["mean_"].numpy() if "mean_" in tensors else None
         probe.scale_ = tensors["scale_"].numpy() if "scale_" in tensors else None
         probe.classes_ = np.asarray(meta["classes"])
@@ -334,6 +356,16 @@ class HallucinationProbe(TokenProbe):
     def _hidden(self) -> tuple[int, ...]:
         return self.hidden
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        widths = self.hidden if isinstance(self.hidden, (tuple, list)) else (self.hidden,)
+        for width in widths:
+            check_number(width, "hidden (each layer width)", minimum=1, integer=True)
+        for name in ("token_weight", "gamma", "span_weight", "sparsity_weight"):
+            check_number(getattr(self, name), name, minimum=0)
+        check_number(self.alpha, "alpha", minimum=0, maximum=1)
+        check_number(self.span_temperature, "span_temperature", minimum=0, exclusive_min=True)
+
     def _loss(self, z: torch.Tensor, y: torch.Tensor, span: torch.Tensor, span_label: torch.Tensor,
               epoch: int) -> torch.Tensor:
         loss = self.token_weight * losses.focal_loss(z, y, self.gamma, self.alpha)
@@ -364,6 +396,10 @@ class LinearTokenProbe(TokenProbe):
     def _hidden(self) -> tuple[int, ...]:
         return ()
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_number(self.anneal_epochs, "anneal_epochs", minimum=0, integer=True)
+
     def _min_epochs(self) -> int:
         return min(self.anneal_epochs, self.max_epochs - 1)
 
@@ -385,8 +421,5 @@ def _network(d_model: int, hidden: tuple[int, ...], layer_norm: bool, dropout: f
 
 def _as_rows(X: Any) -> torch.Tensor:
     """``X`` as a finite float32 ``[n_tokens, d]`` tensor, with the errors of every steerlab probe."""
-    X, _ = as_activation_tensor(X, torch.float32)
-    if X.ndim != 2:
-        raise ProbeInputError(f"X must be one layer's token rows [n_tokens, d], got shape {tuple(X.shape)}: "
-                              "select a layer, e.g. X[:, layer_slot] or GeneratedTokens.layer(layer).")
-    return X
+    return as_activation_matrix(X, torch.float32,
+                                "select a layer, e.g. X[:, layer_slot] or GeneratedTokens.layer(layer)")

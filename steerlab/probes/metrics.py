@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from steerlab.probes.validation import (as_groups, check_01_labels, check_fitted, check_number, check_scored_labels,
+                                        check_scores)
+
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))  # overflow-free logistic
 
 
 def accuracy(y01: np.ndarray, logits: np.ndarray) -> float:
-    """Share of ``logits [n]`` on the right side of 0 for labels ``y01 [n]``."""
-    return float(((np.asarray(logits) > 0) == (np.asarray(y01) == 1)).mean())
+    """Share of ``logits [n]`` on the right side of 0 for 0/1 labels ``y01 [n]``."""
+    y01, logits = check_scored_labels(y01, logits, "logits")
+    return float(((logits > 0) == (y01 == 1)).mean())
 
 
 def auroc(y01: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); nan with one class."""
-    y01, scores = np.asarray(y01), np.asarray(scores, dtype=np.float64)
+    """Area under the ROC curve (Mann-Whitney, ties counted half) of 0/1 labels; nan with one class (or none)."""
+    y01, scores = check_scored_labels(y01, scores, allow_empty=True)
     n_pos, n_neg = int((y01 == 1).sum()), int((y01 == 0).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
@@ -43,6 +47,8 @@ def auroc(y01: np.ndarray, scores: np.ndarray) -> float:
 
 def expected_calibration_error(y01: np.ndarray, logits: np.ndarray, n_bins: int = 10) -> float:
     """ECE of ``P(class 1) = sigmoid(logits)``: equal-width bins of the predicted class's confidence."""
+    y01, logits = check_scored_labels(y01, logits, "logits")
+    check_number(n_bins, "n_bins", minimum=1, integer=True)
     p = sigmoid(logits)
     predicted = p > 0.5
     confidence = np.where(predicted, p, 1 - p)
@@ -59,8 +65,8 @@ def expected_calibration_error(y01: np.ndarray, logits: np.ndarray, n_bins: int 
 def fit_temperature(y01: np.ndarray, logits: np.ndarray, iterations: int = 50) -> float:
     """Temperature ``T`` minimising the log loss of ``sigmoid(logits / T)`` (Guo et al., "On Calibration
     of Modern Neural Networks"); Newton's method on ``log(1/T)``, which is convex in ``1/T``."""
-    z = np.asarray(logits, dtype=np.float64)
-    y = (np.asarray(y01) == 1).astype(np.float64)
+    y01, z = check_scored_labels(y01, logits, "logits")
+    y = y01.astype(np.float64)
     inverse = 1.0
     for _ in range(iterations):
         p = sigmoid(inverse * z)
@@ -88,7 +94,8 @@ class TemperatureScaler:
         return self
 
     def transform(self, logits: np.ndarray) -> np.ndarray:
-        return np.asarray(logits) / self.temperature_
+        check_fitted(self, "temperature_", "fit(y01, logits)")
+        return check_scores(logits, name="logits") / self.temperature_
 
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         p = sigmoid(self.transform(logits))
@@ -112,7 +119,7 @@ def roc_curve(y01: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
         >>> fpr.tolist(), tpr.tolist()
         ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
     """
-    y01, scores = np.asarray(y01), np.asarray(scores, dtype=np.float64)
+    y01, scores = check_scored_labels(y01, scores)
     order = np.argsort(-scores, kind="mergesort")
     sorted_scores, positive = scores[order], (y01[order] == 1)
     last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]
@@ -123,14 +130,16 @@ def roc_curve(y01: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def recall_at_fpr(y01: np.ndarray, scores: np.ndarray, max_fpr: float) -> float:
-    """Best recall (TPR) of any threshold whose false-positive rate is at most ``max_fpr``; nan with one class.
+    """Best recall (TPR) of any threshold whose false-positive rate is at most ``max_fpr``; nan with one class
+    (or none).
 
     Example:
         >>> y = np.array([0] * 10 + [1] * 4); s = np.r_[np.arange(10) / 10, [0.95, 0.85, 0.5, 0.05]]
         >>> recall_at_fpr(y, s, 0.0), recall_at_fpr(y, s, 0.1), recall_at_fpr(y, s, 0.5)
         (0.25, 0.5, 0.75)
     """
-    y01 = np.asarray(y01)
+    y01, scores = check_scored_labels(y01, scores, allow_empty=True)
+    check_number(max_fpr, "max_fpr", minimum=0, maximum=1)
     if (y01 == 1).all() or (y01 != 1).all():
         return float("nan")
     fpr, tpr, _ = roc_curve(y01, scores)
@@ -139,7 +148,8 @@ def recall_at_fpr(y01: np.ndarray, scores: np.ndarray, max_fpr: float) -> float:
 
 def detection_counts(y01: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
     """Accuracy, precision and recall of boolean ``flagged [n]`` against ``y01 [n]`` (precision nan if nothing flagged)."""
-    y, f = np.asarray(y01) == 1, np.asarray(flagged, dtype=bool)
+    y = check_01_labels(y01, name="y01") == 1
+    f = check_01_labels(flagged, len(y), name="flagged") == 1
     tp = int((y & f).sum())
     return {"accuracy": float((y == f).mean()), "precision": tp / int(f.sum()) if f.any() else float("nan"),
             "recall": tp / int(y.sum()) if y.any() else float("nan")}
@@ -152,8 +162,9 @@ def best_f1_threshold(y01: np.ndarray, scores: np.ndarray) -> float:
         >>> best_f1_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
         0.35
     """
+    y01, scores = check_scored_labels(y01, scores)
     fpr, tpr, thresholds = roc_curve(y01, scores)
-    n_pos = int((np.asarray(y01) == 1).sum())
+    n_pos = int((y01 == 1).sum())
     tp, fp = tpr * n_pos, fpr * (len(y01) - n_pos)
     f1 = np.where(tp > 0, 2 * tp / (2 * tp + fp + (n_pos - tp)), 0.0)
     return float(thresholds[1:][int(np.argmax(f1[1:]))])
@@ -166,7 +177,8 @@ def group_max(scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.nd
         >>> group_max(np.array([0.1, 0.9, 0.3]), np.array([5, 5, 7]))
         (array([5, 7]), array([0.9, 0.3]))
     """
-    ids, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    scores = check_scores(scores, allow_empty=True)
+    ids, inverse = np.unique(as_groups(groups, len(scores)), return_inverse=True)
     out = np.full(len(ids), -np.inf)
-    np.maximum.at(out, inverse, np.asarray(scores, dtype=np.float64))
+    np.maximum.at(out, inverse, scores)
     return ids, out

@@ -33,19 +33,15 @@ import torch
 from steerlab.probes.base import LinearProbe
 from steerlab.probes.logistic_solver import fold_back, solve_l2_logistic, standardize
 from steerlab.probes.splits import split
-from steerlab.probes.validation import ProbeInputError, check_min_per_class
+from steerlab.probes.validation import check_Cs, check_fraction, check_min_per_class, check_number
 
 
 def c_grid(Cs: int | Sequence[float]) -> np.ndarray:
     """``Cs=int`` -> that many log-spaced values from 1e-4 to 1e2 (RAPTOR's grid); a sequence is used as given."""
-    if isinstance(Cs, (int, np.integer)):
-        if Cs < 1:
-            raise ProbeInputError(f"Cs={Cs}: pass a positive number of grid points or a list of C values.")
+    if isinstance(Cs, (int, np.integer)) and not isinstance(Cs, bool):
+        check_number(Cs, "Cs (number of grid points)", minimum=1, integer=True)
         return np.logspace(-4, 2, int(Cs)) if Cs > 1 else np.array([1.0])
-    grid = np.asarray(Cs, dtype=np.float64).reshape(-1)
-    if len(grid) == 0 or (grid <= 0).any() or not np.isfinite(grid).all():
-        raise ProbeInputError(f"Cs must hold positive finite values, got {grid.tolist()[:6]}.")
-    return grid
+    return check_Cs(Cs)
 
 
 class RaptorProbe(LinearProbe):
@@ -85,9 +81,21 @@ class RaptorProbe(LinearProbe):
         """Fit on ``[n, d]`` or ``[n, n_layers, d]``; ``groups`` makes the validation split a group split."""
         return super().fit(X, y, groups)
 
+    def _grid(self) -> np.ndarray:
+        """The checked grid of C values."""
+        return c_grid(self.Cs)
+
+    def _check_params(self) -> None:
+        self._grid()
+        check_fraction(self.val_fraction, "val_fraction")
+        check_number(self.random_state, "random_state", minimum=0, integer=True)
+        check_number(self.tol, "tol", minimum=0, exclusive_min=True)
+        check_number(self.max_iter, "max_iter", minimum=1, integer=True)
+        check_number(self.window, "window", minimum=1, integer=True)
+
     def _fit_layers(self, X: torch.Tensor, y01: np.ndarray, groups: np.ndarray | None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        grid = c_grid(self.Cs)
+        grid = self._grid()
         n_layers = X.shape[0]
         y = torch.as_tensor(y01, dtype=X.dtype, device=X.device)
         self.Cs_ = grid
@@ -98,7 +106,9 @@ class RaptorProbe(LinearProbe):
             self.val_accuracy_ = np.zeros((n_layers, 0))
             check_min_per_class(y01, 1, "Logistic regression")
         else:
-            check_min_per_class(y01, 2, "RaptorProbe's train/validation split (C is chosen on held-out data)")
+            check_min_per_class(y01, 2, "RaptorProbe's train/validation split (C is chosen on held-out data)",
+                                "add examples of the rarer class, or pass a single C (e.g. Cs=[1.0]) to fit "
+                                "without a validation split")
             train, val = split(y01, self.val_fraction, self.random_state, groups)
             val_accuracy, coef0, intercept0, rotation = self._validation_curve(X, y, train, val, grid)
             # ties go to the smallest C (strongest ridge): argmax returns the first maximum of an ascending grid
@@ -162,6 +172,10 @@ class LogisticDirection(RaptorProbe):
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         super().__init__(Cs=[C], tol=tol, max_iter=max_iter, device=device, dtype=dtype)
         self.C = C
+
+    def _grid(self) -> np.ndarray:
+        """``[C]``, read at fit time (so a changed ``probe.C`` is used), checked as a positive finite number."""
+        return np.array([float(check_number(self.C, "C", minimum=0, exclusive_min=True))])
 
 
 def _accuracy(X: torch.Tensor, y: torch.Tensor, coef: torch.Tensor, intercept: torch.Tensor) -> np.ndarray:

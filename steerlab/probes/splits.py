@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from steerlab.probes.validation import ProbeInputError
+from steerlab.probes.validation import ProbeInputError, check_n_groups
 
 
 def stratified_split(y01: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -28,7 +28,8 @@ def stratified_split(y01: np.ndarray, test_fraction: float, seed: int) -> tuple[
         n_test = max(1, int(round(test_fraction * len(members))))
         if len(members) - n_test < 1:
             raise ProbeInputError(f"Class {cls} has {len(members)} examples: too few to split "
-                                  f"{1 - test_fraction:.0%}/{test_fraction:.0%}; add examples of that class.")
+                                  f"{1 - test_fraction:.0%}/{test_fraction:.0%} (at least 1 on each side); add "
+                                  "examples of that class, or hold out a smaller fraction.")
         test.append(members[:n_test])
         train.append(members[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
@@ -36,16 +37,17 @@ def stratified_split(y01: np.ndarray, test_fraction: float, seed: int) -> tuple[
 
 def group_split(y01: np.ndarray, groups: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(train_idx, test_idx)`` with whole groups on one side and both classes on each side."""
+    check_n_groups(groups, 2, "a group split")
     unique = np.unique(groups)
-    if len(unique) < 2:
-        raise ProbeInputError(f"groups has {len(unique)} distinct value: a group split needs at least 2 groups.")
     for attempt in range(20):  # retry seeds until both sides hold both classes
         order = np.random.default_rng(seed + 1000 * attempt).permutation(unique)
         n_test_groups = max(1, int(round(test_fraction * len(unique))))
         test_mask = np.isin(groups, order[:n_test_groups])
         if min(np.bincount(y01[test_mask], minlength=2).min(), np.bincount(y01[~test_mask], minlength=2).min()) > 0:
             return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
-    raise ProbeInputError("No group split puts both classes on both sides: make sure several groups hold "
+    counts = [len(np.unique(groups[y01 == cls])) for cls in (0, 1)]
+    raise ProbeInputError(f"No group split puts both classes on both sides (one class after the split; groups "
+                          f"holding class 0: {counts[0]}, class 1: {counts[1]}): make sure several groups hold "
                           "each class, or pass groups=None for a stratified split.")
 
 

@@ -24,7 +24,8 @@ import torch
 from steerlab.probes.base import LinearProbe
 from steerlab.probes.logistic_solver import fold_back, solve_l2_logistic, standardize
 from steerlab.probes.splits import stratified_split
-from steerlab.probes.validation import as_activation_tensor, check_labels
+from steerlab.probes.validation import (ProbeInputError, as_activation_matrix, as_activation_tensor, as_groups,
+                                        check_Cs, check_estimator, check_fraction, check_labels, check_number)
 
 
 @dataclass
@@ -50,9 +51,12 @@ def directional_stability(probe: LinearProbe, X: Any, y: Any, runs: int = 20, dr
                           groups: Any = None) -> StabilityResult:
     """Refit ``probe`` (a fresh clone each run, its split seed changed) on ``runs`` random ``1 - drop``
     subsets (stratified) of ``X`` ``[n, d]`` / ``[n, n_layers, d]``; stability = mean pairwise |cos|."""
+    check_estimator(probe)
+    check_number(runs, "runs", minimum=2, integer=True)
+    check_fraction(drop, "drop")
     values, _ = as_activation_tensor(X)
     y01, _ = check_labels(y, len(values))
-    groups = None if groups is None else np.asarray(groups)
+    groups = as_groups(groups, len(values))
     directions, seconds = [], []
     for run in range(runs):
         keep, _ = stratified_split(y01, drop, seed + run)
@@ -92,9 +96,16 @@ def penalty_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float] = tuple(np.lo
     Each run drops ``drop`` of the data (stratified), splits the rest into train/test
     (``test_fraction``), standardises on train and solves every C at once.
     """
-    values, _ = as_activation_tensor(X)
+    Cs = check_Cs(Cs)
+    check_number(runs, "runs", minimum=2, integer=True)
+    check_fraction(drop, "drop")
+    check_fraction(test_fraction, "test_fraction")
+    values = as_activation_matrix(X)
     y01, _ = check_labels(y, len(values))
-    grid = torch.as_tensor(np.asarray(Cs, dtype=np.float64), dtype=values.dtype)[None]
+    if w_star is not None and np.shape(w_star) != (values.shape[1],):
+        raise ProbeInputError(f"w_star has shape {np.shape(w_star)} but X has d={values.shape[1]}: pass the "
+                              "teacher direction [d] (or None).")
+    grid = torch.as_tensor(Cs, dtype=values.dtype)[None]
     directions, accuracies = [], []
     for run in range(runs):
         keep, _ = stratified_split(y01, drop, seed + run)

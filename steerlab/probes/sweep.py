@@ -22,7 +22,8 @@ from steerlab.probes.metrics import accuracy, auroc, expected_calibration_error,
 from steerlab.probes.raptor import LogisticDirection, RaptorProbe
 from steerlab.probes.splits import split
 from steerlab.probes.stability import directional_stability
-from steerlab.probes.validation import ProbeInputError, as_activation_tensor, as_groups, check_labels
+from steerlab.probes.validation import (ProbeInputError, as_activation_tensor, as_groups, check_fraction, check_labels,
+                                        check_number)
 
 METHODS: dict[str, type[LinearProbe]] = {
     "raptor": RaptorProbe, "logistic": LogisticDirection, "diff_means": DiffMeans, "mass_mean": DiffMeans,
@@ -37,9 +38,37 @@ def make_probe(method: str | LinearProbe) -> tuple[str, LinearProbe]:
     """``"raptor"`` etc. (see ``METHODS``) or an unfitted probe instance -> ``(name, probe)``."""
     if isinstance(method, LinearProbe):
         return type(method).__name__, method.clone()
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ProbeInputError(f"Unknown method {method!r}: use one of {sorted(METHODS)} or pass a probe instance.")
     return method, METHODS[method]()
+
+
+def make_probes(methods: Sequence[str | LinearProbe]) -> list[tuple[str, LinearProbe]]:
+    """Every method as ``(name, unfitted probe)``, refusing an empty list, unknown names, duplicates and
+    invalid probe parameters (checked here, so no method is fitted before a later one is refused)."""
+    if isinstance(methods, (str, LinearProbe)):
+        methods = [methods]
+    probes = [make_probe(method) for method in methods]
+    if not probes:
+        raise ProbeInputError(f"methods is empty: pass at least one of {sorted(METHODS)} or a probe instance.")
+    names = [name for name, _ in probes]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ProbeInputError(f"methods lists {repeated} more than once: each method is one row per layer; pass "
+                              "each once (two settings of one class: fit them in separate sweeps).")
+    for _, probe in probes:
+        probe._check_params()
+    return probes
+
+
+def _check_sweep_params(test_fraction: float, seed: int, stability_runs: int, calibrate: bool,
+                        calibration_fraction: float) -> None:
+    """Refuse invalid sweep settings before any fit."""
+    check_fraction(test_fraction, "test_fraction")
+    check_number(seed, "seed", minimum=0, integer=True)
+    check_number(stability_runs, "stability_runs", minimum=0, integer=True)
+    if calibrate:
+        check_fraction(calibration_fraction, "calibration_fraction")
 
 
 @dataclass
@@ -114,6 +143,8 @@ def sweep(activations: Any, labels: Any, methods: Sequence[str | LinearProbe] = 
     Returns:
         :class:`SweepResult`; ``fit_seconds`` is a method's batched all-layer fit time divided by the layers.
     """
+    probes_to_fit = make_probes(methods)
+    _check_sweep_params(test_fraction, seed, stability_runs, calibrate, calibration_fraction)
     values, info = as_activation_tensor(activations)
     if values.ndim == 2:
         values = values[:, None]
@@ -126,8 +157,7 @@ def sweep(activations: Any, labels: Any, methods: Sequence[str | LinearProbe] = 
         inner_fit, inner_cal = split(y01[train], calibration_fraction, seed + 1, None if groups is None else groups[train])
         fit_part, calibration = train[inner_fit], train[inner_cal]
     rows, probes = [], {}
-    for method in methods:
-        name, probe = make_probe(method)
+    for name, probe in probes_to_fit:
         fit_groups = None if groups is None else groups[fit_part]
         start = time.perf_counter()
         probe.fit(values[fit_part], y01[fit_part], fit_groups)

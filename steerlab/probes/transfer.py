@@ -31,7 +31,8 @@ from steerlab.probes.base import LinearProbe
 from steerlab.probes.metrics import auroc
 from steerlab.probes.raptor import LogisticDirection
 from steerlab.probes.splits import split
-from steerlab.probes.validation import ProbeInputError, as_activation_tensor, as_groups, check_labels
+from steerlab.probes.validation import (ProbeInputError, as_activation_tensor, as_groups, check_estimator,
+                                        check_fraction, check_labels, check_number)
 
 
 def mahalanobis_cosine(w_a: np.ndarray, w_b: np.ndarray, X_target: np.ndarray) -> float:
@@ -109,6 +110,10 @@ class TransferResult:
 
 def _domain_arrays(data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``(X, y)`` or ``(X, y, groups)`` -> ``X [n, d]`` (one layer), ``y``, ``groups``."""
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        raise ProbeInputError(f"A domain must be (X, y) or (X, y, groups), got {type(data).__name__}"
+                              f"{f' of length {len(data)}' if isinstance(data, (tuple, list)) else ''}: "
+                              "e.g. {'cities': (X, y)}.")
     X, y, *rest = data
     values, _ = as_activation_tensor(X)
     if values.ndim == 3:
@@ -118,6 +123,29 @@ def _domain_arrays(data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
         values = values[:, 0]
     groups = as_groups(rest[0] if rest else None, len(values))
     return values.numpy(), np.asarray(y), groups
+
+
+def _domain_data(given: Any, test_fraction: float, seed: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One domain's ``(X [n, d], y01 [n], train_idx, test_idx)``: its given splits, else a fresh (group) split."""
+    if isinstance(given, Mapping):  # explicit {"train": (X, y), "test": (X, y)}: stacked, indices kept
+        missing = {"train", "test"} - set(given)
+        if missing:
+            raise ProbeInputError(f"A domain given as a mapping needs the keys 'train' and 'test' (missing "
+                                  f"{sorted(missing)}): e.g. {{'train': (X, y), 'test': (X, y)}}.")
+        X_train, y_train, _ = _domain_arrays(given["train"])
+        X_test, y_test, _ = _domain_arrays(given["test"])
+        if X_train.shape[1] != X_test.shape[1]:
+            raise ProbeInputError(f"train has width d={X_train.shape[1]} but test d={X_test.shape[1]}: use "
+                                  "activations of the same model, site and layer.")
+        X, y = np.concatenate([X_train, X_test]), np.concatenate([y_train, y_test])
+        y01, _ = check_labels(y, len(X))
+        check_labels(y_train, len(X_train))  # each side needs both classes
+        return X, y01, np.arange(len(X_train)), np.arange(len(X_train), len(X))
+    X, y, groups = _domain_arrays(given)
+    y01, _ = check_labels(y, len(X))
+    train, test = split(y01, test_fraction, seed, groups)
+    return X, y01, train, test
 
 
 def transfer_matrix(domains: Mapping[str, Any], probe: LinearProbe | None = None, test_fraction: float = 0.2,
@@ -131,25 +159,25 @@ def transfer_matrix(domains: Mapping[str, Any], probe: LinearProbe | None = None
         test_fraction, seed: the per-domain split.
         include_union: add a probe trained on the union of all training splits (last row).
     """
-    if len(domains) < 2:
-        raise ProbeInputError(f"Transfer needs at least 2 domains, got {len(domains)}.")
+    if not isinstance(domains, Mapping) or len(domains) < 2:
+        got = f"{len(domains)}" if isinstance(domains, Mapping) else f"a {type(domains).__name__}"
+        raise ProbeInputError(f"Transfer needs a mapping of at least 2 domains, name -> (X, y), got {got}.")
     probe = probe or LogisticDirection(C=1.0)
+    check_estimator(probe)
+    check_fraction(test_fraction, "test_fraction")
+    check_number(seed, "seed", minimum=0, integer=True)
     names = list(domains)
     data, train_idx, test_idx = {}, {}, {}
     for name in names:
-        given = domains[name]
-        if isinstance(given, Mapping):  # explicit {"train": (X, y), "test": (X, y)}: stacked, indices kept
-            X_train, y_train, _ = _domain_arrays(given["train"])
-            X_test, y_test, _ = _domain_arrays(given["test"])
-            X, y, groups = np.concatenate([X_train, X_test]), np.concatenate([y_train, y_test]), None
-        else:
-            X, y, groups = _domain_arrays(given)
-        y01, _ = check_labels(y, len(X))
+        try:
+            X, y01, train_idx[name], test_idx[name] = _domain_data(domains[name], test_fraction, seed)
+        except ProbeInputError as error:
+            raise ProbeInputError(f"Domain {name!r}: {error}") from error
         data[name] = (X, y01)
-        if isinstance(given, Mapping):
-            train_idx[name], test_idx[name] = np.arange(len(X_train)), np.arange(len(X_train), len(X))
-        else:
-            train_idx[name], test_idx[name] = split(y01, test_fraction, seed, groups)
+    widths = {name: data[name][0].shape[1] for name in names}
+    if len(set(widths.values())) > 1:
+        raise ProbeInputError(f"The domains have different widths d {widths}: compare activations of one model, "
+                              "site and layer.")
     fitted = {name: probe.clone().fit(data[name][0][train_idx[name]], data[name][1][train_idx[name]]) for name in names}
     if include_union:
         fitted["union"] = probe.clone().fit(np.concatenate([data[n][0][train_idx[n]] for n in names]),
