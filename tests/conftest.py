@@ -123,6 +123,7 @@ HEAVY_MODULES = ("torch", "transformers", "transformer_lens", "nnsight", "sae_le
 def imported_heavy_modules(argv: list[str]) -> list[str]:
     """The heavy libraries a CLI invocation imports (help must import none: that is what keeps it instant)."""
     code = ("import sys\nfrom steerlab.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            f"print(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))")
+            f"print('heavy:' + ','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
-    return [name for name in result.stdout.strip().splitlines()[-1].split(",") if name]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("heavy:"))
+    return [name for name in line.removeprefix("heavy:").split(",") if name]

@@ -396,9 +396,9 @@ def test_output_scores_are_the_same_in_small_forward_batches(model, sae):
     (["--batch-size", "-1"], ValueError, "--batch-size must be at least 1"),
     (["--eval-lines", "0"], ValueError, "--eval-lines must be at least 1"),
     (["--file", "absent.txt"], FileNotFoundError, "--file absent.txt: no such file"),
-    (["--out", "a-file"], FileExistsError, "is a file, not a directory"),
-    (["--out", "a-file/sae"], FileExistsError, "which is a file"),
-    (["--out", "full"], FileExistsError, "is a directory that is not empty"),
+    (["--out", "a-file"], NotADirectoryError, "is a file: --out must be a directory"),
+    (["--out", "a-file/sae"], NotADirectoryError, "inside a-file, which is a file"),
+    (["--out", "full"], FileExistsError, "exists and is not empty: choose another --out"),
     (["--out", "old-sae"], FileExistsError, "already holds an SAE"),
 ])
 def test_train_sae_command_refuses_bad_settings_before_loading_the_model(tmp_path, monkeypatch, options, error,
