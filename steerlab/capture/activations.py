@@ -101,14 +101,14 @@ class Activations:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write safetensors + JSON to a new (or empty) directory; never overwrites another store."""
-        store = ShardStore.create_or_resume(directory, self.header(), self.texts, self.metadata)
-        if store.manifest["shards"]:
-            raise FileExistsError(f"{directory} already holds these activations.")
         tensors = {"activations": self.values}
         if self.sequence_index is not None:
             tensors |= {"sequence_index": self.sequence_index, "token_index": self.token_index}
-        store.write_shard(0, len(self.texts), tensors)
-        store.mark_complete()
+        with ShardStore.create_or_resume(directory, self.header(), self.texts, self.metadata) as store:
+            if store.manifest["shards"]:
+                raise FileExistsError(f"{directory} already holds these activations.")
+            store.write_shard(0, len(self.texts), tensors)
+            store.mark_complete()
         return store.directory
 
     @classmethod

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import operator
 import os
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from steerlab.capture.activations import Activations
-from steerlab.capture.positions import Position, PositionSelector, validate_position
+from steerlab.capture.positions import Position, PositionSelector, check_token_index, validate_position
 from steerlab.capture.store import ShardStore
 from steerlab.models.adapter import ModelAdapter, load_model
 from steerlab.models.tokenization import encode, pad
@@ -46,14 +51,18 @@ def capture(
         batch_size: texts per forward pass. Texts are batched by length to save padding;
             a text's activations never depend on its batch-mates.
         out: a directory to stream safetensors shards to (bounded memory). Rerunning the
-            same capture resumes it; a directory holding anything else is refused.
+            same capture resumes it, even after a kill, computing only the texts no finished
+            shard covers; a directory holding anything else, or a symbolic link, is refused.
         spans: ``(start, end)`` character spans per text to pool over (``position="mean"``).
         metadata: per-text lists (labels, domains...) that travel with the activations.
         chat_template: wrap each text in the tokenizer's chat template as a user turn.
         strict: raise instead of truncating texts longer than the context.
         dtype: dtype of the stored activations (float32 by default).
-        shard_size: texts per shard when streaming to ``out``.
+        shard_size: texts per shard when streaming to ``out`` (a resume may use another).
         progress: show a tqdm progress bar.
+
+    Every argument is checked before the model runs: bad ones raise a TypeError or
+    ValueError naming the problem and the fix.
 
     Returns:
         :class:`Activations` with ``values`` ``[n_texts, n_layers, d_model]``
@@ -66,56 +75,152 @@ def capture(
         >>> acts.numpy().shape                                         # doctest: +SKIP
         (2, 1, 128)
     """
-    adapter = model if isinstance(model, ModelAdapter) else load_model(model)
+    texts = _check_texts(texts)
+    _check_dtype(dtype)
+    batch_size = _check_count("batch_size", batch_size)
+    shard_size = _check_count("shard_size", shard_size)
     validate_site(site)
     position = validate_position(position)
-    layer_list = resolve_layers(layers, adapter.n_layers)
-    points = [adapter.point(site, layer) for layer in layer_list]
-    ids = encode(adapter.tokenizer, texts, max_length=adapter.context_length, strict=strict, chat_template=chat_template)
-    texts = list(texts)
+    layer_indices = _layer_indices(layers)
     metadata = _check_metadata(metadata, len(texts))
-    pool_masks = _span_token_masks(adapter.tokenizer, texts, spans, ids, position, chat_template)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    out = _check_out(out)
 
-    header = {"model": adapter.name, "site": site, "layers": layer_list, "position": position,
-              "d_model": adapter.d_model, "dtype": str(dtype).removeprefix("torch.")}
-    store = ShardStore.create_or_resume(out, _versioned(header), texts, metadata) if out is not None else None
-    chunk = shard_size if store is not None else len(texts)
-    ranges = [(start, min(start + chunk, len(texts))) for start in range(0, len(texts), chunk)]
-    done = store.finished_text_ranges() if store is not None else set()
+    adapter = model if isinstance(model, ModelAdapter) else load_model(model)
+    layer_list = resolve_layers(layer_indices, adapter.n_layers)
+    ids = encode(adapter.tokenizer, texts, max_length=adapter.context_length, strict=strict, chat_template=chat_template)
+    check_token_index(position, [len(row) for row in ids])
+    job = _Job(adapter, ids, _span_token_masks(adapter.tokenizer, texts, spans, ids, position, chat_template),
+               [adapter.point(site, layer) for layer in layer_list], layer_list, position, batch_size, dtype)
 
-    pieces: list[dict[str, torch.Tensor]] = []
-    bar = tqdm(total=len(texts), desc=f"capture {site}", unit="text", disable=not progress)
-    with torch.no_grad():
-        for start, end in ranges:
-            if (start, end) in done:
-                bar.update(end - start)
-                continue
-            tensors = _capture_range(adapter, ids, pool_masks, start, end, points, position, batch_size, dtype, bar)
-            _warn_non_finite(tensors["activations"], layer_list, start)
-            if store is not None:
-                store.write_shard(start, end, tensors)
-            else:
-                pieces.append(tensors)
-    bar.close()
-
-    if store is not None:
-        store.mark_complete()
-        return Activations.load(store.directory)
-    tensors = pieces[0]
+    if out is not None:
+        header = {"model": adapter.name, "site": site, "layers": layer_list, "position": position,
+                  "d_model": adapter.d_model, "dtype": str(dtype).removeprefix("torch.")}
+        directory = _capture_to_store(job, ShardStore.create_or_resume(out, _versioned(header), texts, metadata),
+                                      shard_size, progress, site)
+        return Activations.load(directory)
+    with _progress_bar(len(texts), site, progress) as bar, torch.no_grad():
+        tensors = _capture_range(job, 0, len(texts), bar)
+    _warn_non_finite(tensors["activations"], layer_list, 0)
     return Activations(tensors["activations"], layers=layer_list, site=site, position=position,
                        model_name=adapter.name, d_model=adapter.d_model, texts=texts, metadata=metadata,
                        sequence_index=tensors.get("sequence_index"), token_index=tensors.get("token_index"))
 
 
-def _warn_non_finite(activations: torch.Tensor, layers: list[int], first_text: int) -> None:
+@dataclass
+class _Job:
+    """What every shard of one capture call shares."""
+
+    adapter: ModelAdapter
+    ids: list[list[int]]
+    pool_masks: list[list[bool]] | None
+    points: list
+    layers: list[int]
+    position: Position
+    batch_size: int
+    dtype: torch.dtype
+
+
+def _capture_to_store(job: _Job, store: ShardStore, shard_size: int, progress: bool, site: str) -> Path:
+    """Capture the texts no finished shard covers, one shard at a time; return the store directory."""
+    n_texts = len(job.ids)
+    with store, _progress_bar(n_texts, site, progress) as bar, torch.no_grad():
+        remaining = store.remaining_ranges(shard_size)
+        bar.update(n_texts - sum(end - start for start, end in remaining))
+        for start, end in remaining:
+            tensors = _capture_range(job, start, end, bar)
+            _warn_non_finite(tensors["activations"], job.layers, start, stacklevel=4)
+            store.write_shard(start, end, tensors)
+        store.mark_complete()
+    return store.directory
+
+
+def _progress_bar(total: int, site: str, progress: bool) -> tqdm:
+    return tqdm(total=total, desc=f"capture {site}", unit="text", disable=not progress)
+
+
+# ---------------------------------------------------------------- argument checks (before any forward pass)
+
+
+def _check_texts(texts: Any) -> list[str]:
+    """A non-empty list of valid-Unicode strings (any iterable of them is read once)."""
+    if isinstance(texts, (str, bytes)):
+        single = "string" if isinstance(texts, str) else "bytes object"
+        raise TypeError(f"capture: texts must be a list of strings, not a single {single}: wrap it as [text].")
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise TypeError(f"capture: texts must be a list of strings, got {type(texts).__name__}.") from None
+    if not texts:
+        raise ValueError("capture: the list of texts is empty: pass at least one text.")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"capture: texts[{index}] is a {type(text).__name__} ({text!r:.60}), not a str: "
+                            "pass a list of strings (decode bytes, str() numbers).")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"capture: texts[{index}] contains a lone surrogate {text[error.start]!r} at character "
+                             f"{error.start}, which is not valid Unicode: remove it, or clean the text with "
+                             "text.encode('utf-8', 'replace').decode('utf-8').") from None
+    return texts
+
+
+def _check_dtype(dtype: Any) -> None:
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"capture: dtype must be a torch.dtype, got {type(dtype).__name__} ({dtype!r}): "
+                        "pass dtype=torch.float32 or torch.bfloat16.")
+    if not dtype.is_floating_point:
+        raise ValueError(f"capture: dtype {dtype} is not a floating type: pass dtype=torch.float32 or torch.bfloat16.")
+
+
+def _check_count(name: str, value: Any) -> int:
+    """A positive int (numpy ints accepted) for ``batch_size`` or ``shard_size``."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"capture: {name} must be a positive int, got {type(value).__name__} ({value!r}): "
+                        f"pass e.g. {name}=32.")
+    value = operator.index(value)
+    if value < 1:
+        raise ValueError(f"capture: {name} must be >= 1, got {value}: pass e.g. {name}=32.")
+    return value
+
+
+def _layer_indices(layers: Any) -> list[int] | None:
+    """``layers`` as plain ints (numpy ints accepted); ranges are checked against the model later."""
+    if layers is None:
+        return None
+    if isinstance(layers, (str, bytes)) or not (hasattr(layers, "__index__") or hasattr(layers, "__iter__")):
+        raise TypeError(f"capture: layers must be an int or a list of ints, got {type(layers).__name__} "
+                        f"({layers!r}): pass e.g. layers=[0, -1], or None for every layer.")
+    if hasattr(layers, "__index__") and not isinstance(layers, bool) and getattr(layers, "ndim", 0) == 0:
+        return [operator.index(layers)]
+    indices = []
+    for slot, layer in enumerate(layers):
+        if isinstance(layer, bool) or not hasattr(layer, "__index__"):
+            raise TypeError(f"capture: layers[{slot}] is a {type(layer).__name__} ({layer!r}), not an int: "
+                            "pass layer indices such as layers=[0, -1].")
+        indices.append(operator.index(layer))
+    return indices
+
+
+def _check_out(out: str | os.PathLike | None) -> Path | None:
+    if out is None:
+        return None
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"capture: out must be a directory path, got {type(out).__name__} ({out!r}).")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"capture: out={str(out)!r} is a file: pass a new or empty directory (or an unfinished "
+                         "capture's directory to resume it).")
+    return out
+
+
+def _warn_non_finite(activations: torch.Tensor, layers: list[int], first_text: int, stacklevel: int = 3) -> None:
     """NaN/inf usually means a half-precision overflow; say where, since probes will refuse them."""
     finite = torch.isfinite(activations).flatten(start_dim=2).all(dim=2)  # [rows, n_layers]
     if not finite.all():
         bad_layers = [layer for layer, ok in zip(layers, finite.all(dim=0).tolist()) if not ok]
         warnings.warn(f"NaN or inf activations at layer(s) {bad_layers} (texts from index {first_text}): the model "
-                      "overflowed. Load it with dtype=torch.float32 or torch.bfloat16.", stacklevel=3)
+                      "overflowed. Load it with dtype=torch.float32 or torch.bfloat16.", stacklevel=stacklevel)
 
 
 def _versioned(header: dict[str, Any]) -> dict[str, Any]:
@@ -124,29 +229,28 @@ def _versioned(header: dict[str, Any]) -> dict[str, Any]:
     return {**header, "steerlab_version": __version__}
 
 
-def _capture_range(adapter: ModelAdapter, ids: list[list[int]], pool_masks: list[list[bool]] | None,
-                   start: int, end: int, points: list, position: Position, batch_size: int,
-                   dtype: torch.dtype, bar: tqdm) -> dict[str, torch.Tensor]:
+def _capture_range(job: _Job, start: int, end: int, bar: tqdm) -> dict[str, torch.Tensor]:
     """Activations of texts ``start:end`` as a shard's tensors, rows in text order."""
+    adapter, ids, position = job.adapter, job.ids, job.position
     order = list(range(start, end))
     if position != "all":  # rows are texts: batch by length, restore the order afterwards
         order.sort(key=lambda i: len(ids[i]))
     rows, sequence_index, token_index = [], [], []
-    for batch_start in range(0, len(order), batch_size):
-        members = order[batch_start:batch_start + batch_size]
+    for batch_start in range(0, len(order), job.batch_size):
+        members = order[batch_start:batch_start + job.batch_size]
         batch = pad([ids[i] for i in members], pad_id=adapter.pad_token_id, side="right")
         pool = None
-        if pool_masks is not None:
-            pool = pad([[int(flag) for flag in pool_masks[i]] for i in members], pad_id=0, side="right").input_ids
+        if job.pool_masks is not None:
+            pool = pad([[int(flag) for flag in job.pool_masks[i]] for i in members], pad_id=0, side="right").input_ids
         selector = PositionSelector.for_batch(position, batch.attention_mask, pool)
-        buffer = torch.empty((selector.n_rows, len(points), adapter.d_model), dtype=dtype)
+        buffer = torch.empty((selector.n_rows, len(job.points), adapter.d_model), dtype=job.dtype)
 
         def record(slot: int):
             def fn(activation: torch.Tensor) -> None:
-                buffer[:, slot] = selector.select(activation).to("cpu", dtype)
+                buffer[:, slot] = selector.select(activation).to("cpu", job.dtype)
             return fn
 
-        adapter.forward(batch, [(point, record(slot)) for slot, point in enumerate(points)])
+        adapter.forward(batch, [(point, record(slot)) for slot, point in enumerate(job.points)])
         rows.append(buffer)
         if position == "all":
             sequence, token = selector.row_indices()
@@ -163,11 +267,22 @@ def _capture_range(adapter: ModelAdapter, ids: list[list[int]], pool_masks: list
 
 
 def _check_metadata(metadata: dict[str, Sequence] | None, n_texts: int) -> dict[str, list]:
+    """Per-text lists of JSON values (numpy scalars become Python ones), one entry per text."""
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f"capture: metadata must be a dict of per-text lists, got {type(metadata).__name__}: "
+                        "pass e.g. metadata={'label': labels}.")
     checked = {}
     for key, values in (metadata or {}).items():
+        if not isinstance(key, str) or isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeError(f"capture: metadata[{key!r}] must be a list with one entry per text, keyed by a str.")
         values = [v.item() if hasattr(v, "item") else v for v in values]
         if len(values) != n_texts:
             raise ValueError(f"metadata[{key!r}] has {len(values)} entries for {n_texts} texts: give one per text.")
+        try:
+            json.dumps(values)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"capture: metadata[{key!r}] cannot be saved as JSON ({error}): use str, int, float, "
+                            "bool or None entries.") from None
         checked[key] = values
     return checked
 
@@ -187,6 +302,9 @@ def _span_token_masks(tokenizer: Any, texts: list[str], spans: Sequence[tuple[in
         raise ValueError("Character spans need a fast tokenizer (offset mapping); load the tokenizer with use_fast=True.")
     offsets = tokenizer(texts, return_offsets_mapping=True)["offset_mapping"]
     masks = []
-    for (span_start, span_end), row_offsets, row_ids in zip(spans, offsets, ids):
+    for index, ((span_start, span_end), row_offsets, row_ids) in enumerate(zip(spans, offsets, ids)):
         masks.append([a < span_end and b > span_start for a, b in row_offsets[: len(row_ids)]])
+        if not any(masks[-1]):
+            raise ValueError(f"capture: span ({span_start}, {span_end}) of text {index} covers no tokens of it: "
+                             "give (start, end) character offsets inside the text.")
     return masks

@@ -10,8 +10,9 @@ Works for either padding side: real tokens are found from the attention mask.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
-from typing import Union
+from typing import Sequence, Union
 
 import einops
 import torch
@@ -21,9 +22,26 @@ POSITIONS = ("last", "mean", "all")
 
 
 def validate_position(position: Position) -> Position:
-    if isinstance(position, bool) or not (isinstance(position, int) or position in POSITIONS):
-        raise ValueError(f"Unknown position {position!r}: use 'last', 'mean', 'all' or an int token index.")
-    return position
+    """``position`` as capture uses it: one of :data:`POSITIONS`, or a plain int (numpy ints accepted)."""
+    if isinstance(position, str) and position in POSITIONS:
+        return position
+    if not isinstance(position, (str, bool)) and hasattr(position, "__index__"):
+        try:
+            return operator.index(position)
+        except TypeError:  # e.g. a multi-element array
+            pass
+    raise ValueError(f"Unknown position {position!r}: use 'last', 'mean', 'all' or an int token index.")
+
+
+def check_token_index(position: Position, lengths: Sequence[int]) -> None:
+    """Before any forward pass: an int ``position`` must be a real token of every text (``lengths`` in tokens)."""
+    if isinstance(position, str) or not lengths:
+        return
+    shortest = min(lengths)
+    if not -shortest <= position < shortest:
+        text = list(lengths).index(shortest)
+        raise ValueError(f"Token index {position} is outside a text of {shortest} tokens (text {text}): "
+                         f"use -{shortest}..{shortest - 1}, or position='last'.")
 
 
 @dataclass
