@@ -151,6 +151,7 @@ COMMON_FIELDS: dict[str, FieldSpec] = {
     "steerlab_version": FieldSpec(STR),
     "format_version": FieldSpec(POSITIVE_INT, required=False),  # absent in artifacts of format 1
     "model_source": FieldSpec(STR.or_null(), required=False),
+    "model_provenance": FieldSpec(OBJECT.or_null(), required=False),  # a GGUF-converted model's file, sha256...
     "tensors_sha256": FieldSpec(STR, required=False),  # of the .safetensors file: a mismatched pair is refused
 }
 
@@ -220,9 +221,12 @@ def artifact_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
 
 
-def model_source(model_name: str | None) -> str | None:
-    """Where a model of this name came from, as the adapters name models: ``"demo"``, ``"local"`` (an
-    absolute directory path) or ``"hub"`` (a hub id); None without a model."""
+def model_source(model_name: str | None, model_provenance: Mapping[str, Any] | None = None) -> str | None:
+    """Where a model of this name came from, as the adapters name models: ``"gguf"`` (converted from a
+    GGUF file: ``model_provenance`` says which), ``"demo"``, ``"local"`` (an absolute directory path) or
+    ``"hub"`` (a hub id); None without a model."""
+    if model_provenance:
+        return "gguf"
     if model_name is None:
         return None
     if model_name == "demo":
@@ -250,7 +254,7 @@ def save_artifact(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], 
     _check_writable(tensor_path, json_path, overwrite)
     data = serialize_tensors({name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()})
     header = {"kind": kind, "format_version": FORMAT_VERSION, "steerlab_version": __version__,
-              "model_source": model_source(metadata.get(schema.model_field)),
+              "model_source": model_source(metadata.get(schema.model_field), metadata.get("model_provenance")),
               "tensors_sha256": hashlib.sha256(data).hexdigest()}
     payload = header | {key: value for key, value in metadata.items() if key not in header}
     text = json.dumps(payload, indent=1, default=_json_default)

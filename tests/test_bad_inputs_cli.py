@@ -20,6 +20,8 @@ PARSER_REFUSALS = [
     (["steer", "demo", "v", "x", "--mode", "clamp", "--target", "nan"], "--target: must be a finite number"),
     (["steer", "demo", "v", "x", "--max-new-tokens", "0"], "--max-new-tokens: must be at least 1, got 0"),
     (["steer", "demo", "v", "x", "--mode", "push"], "--mode: invalid choice: 'push'"),
+    (["steer", "demo", "v", "x", "--positions", "first"], "--positions: takes all, prompt, generated, last"),
+    (["steer", "demo", "v", "x", "--positions", "1:x"], "a range 'k:' / 'k:m', got '1:x'"),
     (["capture", "demo", "x", "--out", "o", "--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
     (["capture", "demo", "x", "--out", "o", "--batch-size", "many"], "--batch-size: takes a whole number"),
     (["capture", "demo", "x", "--out", "o", "--layers", "0,two"], "--layers takes 'all' or comma-separated ints"),
@@ -97,3 +99,10 @@ def test_steer_refuses_bad_artifacts_and_settings_before_generating(tmp_path, ca
     for argv, message in cases:
         assert message in refused(argv, capsys), argv
     assert not (tmp_path / "o").exists()
+
+
+def test_the_cli_knows_the_same_steering_positions_as_the_library():
+    from steerlab.cli.parser import STEER_POSITIONS
+    from steerlab.steering import POSITIONS
+
+    assert STEER_POSITIONS == POSITIONS

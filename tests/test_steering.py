@@ -24,7 +24,7 @@ def models(model_dir):
     return {backend: steerlab.load_model(directory, backend=backend) for backend in BACKENDS}
 
 
-@pytest.mark.parametrize("positions", ["all", "prompt", "generated", "last", 2, (1, 3)])
+@pytest.mark.parametrize("positions", ["all", "prompt", "generated", "last", 0, -1, (2, None), (1, 3)])
 def test_steered_generation_is_identical_on_every_backend(models, positions):
     outputs = {}
     for backend, model in models.items():
@@ -41,18 +41,21 @@ def test_position_selection_during_cached_generation(models):
     with model.token_positions() as tracker:
         point = model.point("resid_post", 0)
         record = lambda h: seen.append({p: select_positions(tracker, p).clone()
-                                        for p in ["prompt", "generated", "last", 1, (0, 2)]})
+                                        for p in ["prompt", "generated", "last", 0, -1, (1, None), (0, 2)]})
         model.generate(["w1 w2 w3", "w4"], max_new_tokens=2, fns=[(point, record)])
     first, second = seen
     # prompt forward, left-padded: row 1 is [pad, pad, w4]
     assert first["prompt"].tolist() == [[True, True, True], [False, False, True]]
     assert not first["generated"].any()
     assert first["last"].tolist() == [[False, False, True], [False, False, True]]
-    assert first[1].tolist() == [[False, True, True], [False, False, False]]
+    assert first[(1, None)].tolist() == [[False, True, True], [False, False, False]]
+    assert first[0].tolist() == [[True, False, False], [False, False, True]]  # each text's first token
+    assert first[-1].tolist() == [[False, False, True], [False, False, True]]  # each prompt's last token
     assert first[(0, 2)].tolist() == [[True, True, False], [False, False, True]]
     # second forward: one new token per row, at text positions 3 and 1
     assert second["generated"].tolist() == [[True], [True]] and not second["prompt"].any()
-    assert second[1].tolist() == [[True], [True]]
+    assert second[(1, None)].tolist() == [[True], [True]]
+    assert not second[0].any() and not second[-1].any()  # an int refers to the prompt: prompt pass only
     assert second[(0, 2)].tolist() == [[False], [True]]
 
 
@@ -60,7 +63,7 @@ def test_add_is_exactly_h_plus_alpha_v_at_selected_positions(models):
     model = models["hf"]
     vector = random_vector(model, layer=1)
     plain = steerlab.capture(model, TEXTS, layers=[1], position="all", progress=False).values[:, 0]
-    with steer(model, vector, alpha=0.5, positions=2):
+    with steer(model, vector, alpha=0.5, positions=(2, None)):
         steered = steerlab.capture(model, TEXTS, layers=[1], position="all", progress=False)
     expected = plain + 0.5 * vector.direction * (steered.token_index >= 2).unsqueeze(1)
     assert torch.allclose(steered.values[:, 0], expected, atol=1e-5)

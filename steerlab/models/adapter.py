@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import operator
 import tempfile
 import warnings
 from collections import defaultdict
@@ -39,7 +41,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from steerlab.models.architectures import ArchitectureSpec, architecture_of, context_length
-from steerlab.models.loading import load_hf, resolve_source
+from steerlab.models.loading import load_hf, resolve_source, source_provenance
+from steerlab.models.thread_guard import ThreadGuard
 from steerlab.models.token_positions import TokenPositions
 from steerlab.models.tokenization import PaddingSide, TokenBatch, encode, pad, pad_token_id
 from steerlab.sites import READ_ONLY_SITES, SitePoint, resolve_layer, validate_site
@@ -90,12 +93,42 @@ def _rewrap(output: Any, hidden: torch.Tensor) -> Any:
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
+# Libraries whose own hooks belong to the model (TransformerLens' bridge wires some on its first forward).
+_MODEL_LIBRARIES = frozenset({"transformer_lens", "nnsight", "transformers", "torch", "accelerate"})
+
+
+def _is_model_own_hook(fn: Any, depth: int = 0) -> bool:
+    """True for a hook that the model's library registered for itself.
+
+    That is a function defined in one of :data:`_MODEL_LIBRARIES` that wraps no callable
+    from elsewhere: TransformerLens' ``HookPoint.add_hook`` wraps the user's function in
+    its own closure, so a user's (or steerlab's) hook added that way is still reported.
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    fn = getattr(fn, "__func__", fn)  # a bound method: its function
+    module = getattr(fn, "__module__", None) or ""
+    if module.split(".")[0] not in _MODEL_LIBRARIES:
+        return False
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        is_function = callable(value) and not isinstance(value, (type, torch.nn.Module))
+        if is_function and (depth >= 3 or not _is_model_own_hook(value, depth + 1)):
+            return False
+    return True
+
+
 def _torch_hook_snapshot(root: torch.nn.Module) -> set[tuple[str, str, int]]:
+    """``(module name, hook kind, hook id)`` of every hook on ``root``'s modules, but the model's own."""
     found = set()
     for name, module in root.named_modules():
         for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
-            for hook_id in getattr(module, kind, {}):
-                found.add((name, kind, hook_id))
+            for hook_id, fn in getattr(module, kind, {}).items():
+                if not _is_model_own_hook(fn):
+                    found.add((name, kind, hook_id))
     return found
 
 
@@ -116,6 +149,7 @@ class ModelAdapter:
     """
 
     backend: str = ""
+    provenance: dict[str, Any] | None = None  # set by load_model for GGUF-converted models (source, sha256, quantisation)
 
     def __init__(self, *, name: str, tokenizer: Any, hf_model: Any, n_layers: int, d_model: int,
                  context_length: int | None, root: torch.nn.Module):
@@ -127,6 +161,7 @@ class ModelAdapter:
         self.context_length = context_length
         self.pad_token_id = pad_token_id(tokenizer)
         self._root = root  # the torch module tree that hooks live on
+        self._guard = ThreadGuard()
 
     # -------------------------------------------------------------- common API
 
@@ -152,21 +187,35 @@ class ModelAdapter:
         return pad(ids, pad_id=self.pad_token_id, side=padding_side)
 
     def forward(self, batch: TokenBatch, fns: SiteFns = ()) -> torch.Tensor:
-        """Logits ``[batch, pos, vocab]`` of one forward pass with site functions applied."""
+        """Logits ``[batch, pos, vocab]`` of one forward pass with site functions applied.
+
+        Raises a RuntimeError while another thread holds steerlab hooks on this model.
+        """
         self._check_fns(fns)
-        return self._forward(batch.to(self.device), fns)
+        with self._guard.running(), self._claimed_if(fns):
+            return self._forward(batch.to(self.device), fns)
 
     @contextlib.contextmanager
     def hooks(self, fns: SiteFns) -> Iterator[None]:
-        """Keep site functions on every forward inside the block; always removed on exit."""
+        """Keep site functions on every forward inside the block; always removed on exit.
+
+        The hooks are per model: while the block is open, forward passes of this model from
+        other threads raise a RuntimeError, and so does ``hooks`` from another thread (use one
+        model object per thread, or serialize the calls).
+        """
         self._check_fns(fns)
-        with self._attach(fns):
+        with self._guard.claim(self._forward_root()), self._attach(fns):
             yield
 
     def generate(self, texts: Sequence[str], max_new_tokens: int = 20, do_sample: bool = False,
                  fns: SiteFns = (), chat_template: bool = False, **kwargs: Any) -> list[str]:
-        """The continuations (new text only) of each prompt; site functions apply at every step."""
-        batch = self.tokenize(texts, padding_side="left", chat_template=chat_template)
+        """The continuations (new text only) of each prompt; site functions apply at every step.
+
+        A prompt that with ``max_new_tokens`` would not fit in the model's context raises a
+        ValueError naming it (prompts are never truncated here).
+        """
+        ids = encode(self.tokenizer, texts, max_length=None, chat_template=chat_template)
+        batch = pad(ids, pad_id=self.pad_token_id, side="left")
         new_ids = self.generate_ids(batch, max_new_tokens=max_new_tokens, do_sample=do_sample, fns=fns, **kwargs)
         return self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)
 
@@ -176,11 +225,44 @@ class ModelAdapter:
         self._check_fns(fns)
         if batch.padding_side != "left":
             raise ValueError("Generation needs a left-padded batch: adapter.tokenize(texts, padding_side='left').")
-        return self._generate_ids(batch.to(self.device), max_new_tokens, do_sample, fns, **kwargs)
+        max_new_tokens = self._check_context(batch, max_new_tokens)
+        with self._guard.running(), self._claimed_if(fns):
+            return self._generate_ids(batch.to(self.device), max_new_tokens, do_sample, fns, **kwargs)
+
+    def _check_context(self, batch: TokenBatch, max_new_tokens: Any) -> int:
+        """``max_new_tokens`` as an int, or a ValueError if a prompt plus it would overflow the context."""
+        if isinstance(max_new_tokens, bool):
+            raise TypeError(f"max_new_tokens must be an int, got {max_new_tokens!r}.")
+        try:
+            max_new_tokens = operator.index(max_new_tokens)
+        except TypeError:
+            raise TypeError(f"max_new_tokens must be an int, got {type(max_new_tokens).__name__} "
+                            f"({max_new_tokens!r}).") from None
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
+        if self.context_length is None:
+            return max_new_tokens
+        lengths = batch.attention_mask.sum(dim=1).tolist()
+        for index, length in enumerate(lengths):
+            if length + max_new_tokens > self.context_length:
+                raise ValueError(_context_message(index, int(length), max_new_tokens, self.context_length))
+        return max_new_tokens
+
+    @contextlib.contextmanager
+    def _claimed_if(self, fns: SiteFns) -> Iterator[None]:
+        """Claim the model for this thread while site functions are attached (nothing to claim without)."""
+        if not fns:
+            yield
+            return
+        with self._guard.claim(self._forward_root()):
+            yield
 
     @contextlib.contextmanager
     def token_positions(self) -> Iterator[TokenPositions]:
-        """Track each forward's token positions (see :class:`TokenPositions`) inside the block."""
+        """Track each forward's token positions (see :class:`TokenPositions`) inside the block.
+
+        Claims the model for this thread, like :meth:`hooks`.
+        """
         tracker = TokenPositions()
 
         def before_forward(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
@@ -190,17 +272,24 @@ class ModelAdapter:
             tracker.update(ids.shape[0], ids.shape[1], ids.device, kwargs.get("attention_mask"),
                            self._past_length(kwargs))
 
-        handle = self._forward_root().register_forward_pre_hook(before_forward, with_kwargs=True)
-        try:
-            yield tracker
-        finally:
-            handle.remove()
+        with self._guard.claim(self._forward_root()):
+            handle = self._forward_root().register_forward_pre_hook(before_forward, with_kwargs=True)
+            try:
+                yield tracker
+            finally:
+                handle.remove()
 
     def hook_snapshot(self) -> set[tuple[str, str, int]]:
-        """Every torch hook on the model (TransformerLens and nnsight hooks are torch hooks too)."""
+        """Every torch hook on the model but the model's own (TransformerLens and nnsight hooks are torch hooks).
+
+        Hooks that the model's library registers for itself are left out: TransformerLens'
+        bridge wires capture hooks on its first forward pass, and they are not leftovers.
+        A user's hook, or one added through TransformerLens' ``add_hook``, is included.
+        """
+        global_hooks = torch.nn.modules.module._global_forward_hooks
         return _torch_hook_snapshot(self._root) | {
             ("<global>", "_global_forward_hooks", hook_id)
-            for hook_id in torch.nn.modules.module._global_forward_hooks
+            for hook_id, fn in global_hooks.items() if not _is_model_own_hook(fn)
         }
 
     def _check_fns(self, fns: SiteFns) -> None:
@@ -293,6 +382,17 @@ class HFAdapter(ModelAdapter):
                       **kwargs: Any) -> torch.Tensor:
         with self._attach(fns):
             return _hf_generate(self, batch, max_new_tokens, do_sample, **kwargs)
+
+
+def _context_message(index: int, length: int, max_new_tokens: int, context: int) -> str:
+    """Why prompt ``index`` cannot be generated from, and what to change."""
+    total = length + max_new_tokens
+    fix = (f"shorten it to at most {context - max_new_tokens} tokens" if context - max_new_tokens >= 1
+           else f"lower max_new_tokens below {context}")
+    if length < context:
+        fix += f", or lower max_new_tokens to {context - length}"
+    return (f"Prompt {index} has {length} tokens; with max_new_tokens={max_new_tokens} generation would reach "
+            f"{total} tokens, past the model's context length of {context} tokens: {fix}.")
 
 
 def _hf_generate(adapter: ModelAdapter, batch: TokenBatch, max_new_tokens: int, do_sample: bool,
@@ -606,9 +706,12 @@ def load_model(model: Any, backend: str = "auto", device: str | torch.device | N
         if device is not None and "device_map" not in kwargs:
             kwargs["device_map"] = device
         hf_model, loaded_tokenizer = load_hf(source, dtype=dtype, **kwargs)
-        name = "demo" if str(model) == "demo" else _model_name(source)
-        return _wrap_hf(hf_model, tokenizer or loaded_tokenizer, name, "hf" if backend == "auto" else backend,
-                        owned=True, remote=remote)
+        provenance = source_provenance(source)  # GGUF conversions: source file, sha256, quantisation
+        name = "demo" if str(model) == "demo" else (provenance or {}).get("model") or _model_name(source)
+        adapter = _wrap_hf(hf_model, tokenizer or loaded_tokenizer, name, "hf" if backend == "auto" else backend,
+                           owned=True, remote=remote)
+        adapter.provenance = provenance
+        return adapter
     raise TypeError(
         f"Unsupported model object of type {type(model).__name__}. Pass a name or path, a transformers "
         "PreTrainedModel (with tokenizer=), a TransformerLens HookedTransformer/TransformerBridge, or an nnsight model."

@@ -1,8 +1,10 @@
 """Resolving what the user passed to ``load_model`` into a transformers model + tokenizer.
 
 This is the loading path every model takes, the embedded demo model included: a
-local directory or a hub id through ``AutoModelForCausalLM.from_pretrained``. Nothing
-here depends on the backend.
+local directory or a hub id through ``AutoModelForCausalLM.from_pretrained``. GGUF files
+(a ``.gguf`` path, a folder holding one) and the named real models of
+:mod:`steerlab.models.registry` (``"smollm2-135m-instruct"``, ``"gemma-3-270m"``) resolve to
+their converted folder in steerlab's cache. Nothing here depends on the backend.
 """
 
 from __future__ import annotations
@@ -16,18 +18,33 @@ DEMO_ENV_VAR = "STEERLAB_DEMO_MODEL"
 
 
 def demo_model_path() -> Path:
-    """Where the embedded demo model lives: ``$STEERLAB_DEMO_MODEL`` or ``<repo>/assets/demo-model``."""
+    """Where the embedded demo model lives: ``$STEERLAB_DEMO_MODEL`` or the shipped ``demo-model``
+    (``assets/demo-model``, inside the package in a wheel install: see :mod:`steerlab.shipped`)."""
     override = os.environ.get(DEMO_ENV_VAR)
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "assets" / "demo-model"
+    if override:
+        return Path(override)
+    from steerlab.shipped import shipped_path
+
+    return shipped_path("demo-model")
 
 
 def resolve_source(model: str | os.PathLike) -> str:
-    """Turn ``"demo"``, a local directory or a hub id into what ``from_pretrained`` takes.
+    """Turn ``"demo"``, a real model's name, a GGUF, a local directory or a hub id into what ``from_pretrained`` takes.
+
+    Names (``"demo"``, :data:`steerlab.models.registry.MODELS`) win over a same-named folder
+    in the working directory. A ``.gguf`` file (any file: it must start with the GGUF magic
+    bytes), or a folder holding one and no config.json, is converted into steerlab's cache on
+    first use (:func:`steerlab.models.gguf.convert_gguf`) and its cache folder returned.
 
     Raises FileNotFoundError for a path that does not exist (anything that looks like a
-    path rather than a hub id ``name`` or ``org/name``).
+    path rather than a hub id ``name`` or ``org/name``), and for a real model that is not
+    pulled yet (the message gives the ``steerlab models pull NAME`` command).
     """
+    from steerlab.models import registry
+
     text = os.fspath(model)
+    if text in registry.MODELS:
+        return str(registry.require_pulled(text))
     if text == DEMO_NAME:
         path = demo_model_path()
         if not (path / "config.json").is_file():
@@ -37,6 +54,10 @@ def resolve_source(model: str | os.PathLike) -> str:
             )
         return str(path)
     path = Path(text).expanduser()
+    if path.suffix.lower() == ".gguf" or path.is_file() or path.is_dir() and _holds_only_gguf(path):
+        from steerlab.models.gguf import convert_gguf
+
+        return str(convert_gguf(path))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is a directory but has no config.json: is it a save_pretrained directory?")
@@ -48,6 +69,30 @@ def resolve_source(model: str | os.PathLike) -> str:
             "a hub id such as 'gpt2' or 'EleutherAI/pythia-70m', or 'demo'."
         )
     return text
+
+
+def _holds_only_gguf(folder: Path) -> bool:
+    """A folder to load as GGUF: .gguf files and no config.json (a save_pretrained folder wins)."""
+    return not (folder / "config.json").is_file() and any(folder.glob("*.gguf"))
+
+
+def source_provenance(source: str) -> dict[str, Any] | None:
+    """Where a resolved source came from, for models converted from GGUF; None otherwise.
+
+    Returns:
+        The converted folder's ``steerlab-source.json``: ``source`` (the GGUF's file name),
+        ``sha256``, ``quantisation`` (e.g. ``"Q4_1"``), ``architecture``, ``model`` (the
+        registry name, filled in from the sha256 when the file was converted by path), ...
+    """
+    from steerlab.models.cache import read_provenance
+    from steerlab.models.registry import MODELS
+
+    path = Path(source).expanduser()
+    provenance = read_provenance(path) if path.is_dir() else None
+    if provenance is not None and not provenance.get("model"):
+        named = [model.name for model in MODELS.values() if model.sha256 == provenance.get("sha256")]
+        provenance["model"] = named[0] if named else None
+    return provenance
 
 
 def load_hf(source: str, *, dtype: Any = None, device_map: Any = None, **kwargs: Any) -> tuple[Any, Any]:

@@ -63,6 +63,7 @@ class LinearProbe:
         self.layers_: list[int] | None = None
         self.site: str | None = None
         self.model_name: str | None = None
+        self.model_provenance: dict[str, Any] | None = None
         self.position: Any = None
         self.metrics_: dict[str, Any] = {}
 
@@ -110,6 +111,12 @@ class LinearProbe:
         """``X [L, n, d]`` -> raw-space ``(coef [L, d], intercept [L])``; subclasses set extra attributes."""
         raise NotImplementedError
 
+    def _record_source(self, info: ActivationInfo) -> None:
+        """Where the training activations came from: model (and a GGUF model's provenance), site, layers, position."""
+        self.layers_ = info.layers
+        self.site, self.model_name, self.position = info.site, info.model_name, info.position
+        self.model_provenance = info.model_provenance
+
     def _set_fitted(self, coef: np.ndarray, intercept: np.ndarray, per_layer: bool, info: ActivationInfo) -> None:
         norms = np.linalg.norm(coef, axis=-1, keepdims=True)
         # an all-zero fit (no linear signal, e.g. after erasure) keeps a zero concept vector
@@ -119,8 +126,7 @@ class LinearProbe:
         self.concept_vector_ = unit if per_layer else unit[0]
         self.n_layers_ = coef.shape[0] if per_layer else None
         self.d_model_ = coef.shape[-1]
-        self.layers_ = info.layers if info.layers is not None else None
-        self.site, self.model_name, self.position = info.site, info.model_name, info.position
+        self._record_source(info)
         if not per_layer:  # squeeze the per-layer helpers of 2-D fits
             for name in ("mean_", "scale_", *self._fitted_arrays):
                 value = getattr(self, name, None)
@@ -182,6 +188,7 @@ class LinearProbe:
         single.n_layers_ = None
         single.layers_ = [self.layers_[slot]] if self.layers_ else None
         single.site, single.model_name, single.position = self.site, self.model_name, self.position
+        single.model_provenance = self.model_provenance
         return single
 
     # ------------------------------------------------------------ persistence
@@ -201,6 +208,7 @@ class LinearProbe:
                    if getattr(self, name, None) is not None}
         params = {name: value for name, value in self.get_params().items() if name not in ("device", "dtype")}
         metadata = {"class": type(self).__name__, "params": _jsonable(params), "model": self.model_name,
+                    "model_provenance": self.model_provenance,
                     "site": self.site, "layers": self.layers_, "position": self.position, "d_model": self.d_model_,
                     "n_layers": self.n_layers_, "classes": self.classes_.tolist(),
                     "chosen_C": _jsonable(getattr(self, "C_", None)), "metrics": _jsonable(self.metrics_),
@@ -229,6 +237,7 @@ class LinearProbe:
         probe.classes_ = np.asarray(meta["classes"])
         probe.layers_, probe.site, probe.model_name, probe.position = (meta["layers"], meta["site"], meta["model"],
                                                                        meta["position"])
+        probe.model_provenance = meta.get("model_provenance")
         probe.d_model_, probe.n_layers_, probe.metrics_ = meta["d_model"], meta["n_layers"], meta["metrics"]
         if meta.get("chosen_C") is not None:
             probe.C_ = np.asarray(meta["chosen_C"]) if isinstance(meta["chosen_C"], list) else meta["chosen_C"]

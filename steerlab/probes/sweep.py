@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -162,8 +162,7 @@ def sweep(activations: Any, labels: Any, methods: Sequence[str | LinearProbe] = 
         start = time.perf_counter()
         probe.fit(values[fit_part], y01[fit_part], fit_groups)
         seconds = (time.perf_counter() - start) / len(layers)
-        probe.layers_, probe.site, probe.model_name, probe.position = (layers, info.site, info.model_name,
-                                                                       info.position)
+        probe._record_source(replace(info, layers=layers))
         probes[name] = probe
         test_scores = probe.decision_function(values[test])  # [n_test, L]
         calibration_scores = probe.decision_function(values[calibration]) if calibrate else None

@@ -58,6 +58,7 @@ class ActivationInfo:
     site: str | None = None
     model_name: str | None = None
     position: Any = None
+    model_provenance: dict[str, Any] | None = None  # a GGUF-converted model's source file, sha256, quantisation
 
 
 # ---------------------------------------------------------------- data
@@ -113,7 +114,8 @@ def as_activation_tensor(X: Any, dtype: torch.dtype = torch.float32) -> tuple[to
     """``X`` as a finite float tensor ``[n, d]`` or ``[n, n_layers, d]``, plus its provenance."""
     info = ActivationInfo()
     if hasattr(X, "values") and hasattr(X, "layers") and hasattr(X, "site"):  # an Activations object
-        info = ActivationInfo(list(X.layers), X.site, getattr(X, "model_name", None), getattr(X, "position", None))
+        info = ActivationInfo(list(X.layers), X.site, getattr(X, "model_name", None), getattr(X, "position", None),
+                              getattr(X, "model_provenance", None))
         X = X.values
     if X is None:
         raise ProbeInputError("X is None: pass activations [n, d] or [n, n_layers, d].")

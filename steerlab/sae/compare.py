@@ -48,7 +48,7 @@ from steerlab.steering.vector import SteeringVector
 
 KL_BUDGET = 0.1  # nats per token on neutral text: the damage every method is allowed (stage, benchmark, notebook)
 KL_TOLERANCE = 0.2  # a row is "matched" when |kl - budget| <= KL_TOLERANCE * budget
-STEER_POSITIONS = 1  # steer from token 1 on: token 0 is the attention sink (BOS on the demo model)
+STEER_POSITIONS = (1, None)  # steer from token 1 on: token 0 is the attention sink (BOS on the demo model)
 CHANCE_MARGIN = 0.05  # |AUROC - 0.5| below this reads as "does not detect"
 METHODS = ("raptor", "diff_means", "sae_aligned", "sae_auroc", "sae_output", "random")
 

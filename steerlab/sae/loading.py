@@ -28,8 +28,11 @@ DEMO_SAE_DEFAULT = "topk-blocks.2.hook_resid_post"
 
 
 def demo_sae_root() -> Path:
-    """``<repo>/assets/demo-sae``: where the SAEs trained on the demo model are shipped."""
-    return Path(__file__).resolve().parents[2] / "assets" / "demo-sae"
+    """Where the SAEs trained on the demo model are shipped: ``assets/demo-sae`` (inside the
+    package in a wheel install: see :mod:`steerlab.shipped`)."""
+    from steerlab.shipped import shipped_path
+
+    return shipped_path("demo-sae")
 
 
 def demo_sae_path(name: str = DEMO_SAE_DEFAULT) -> Path:

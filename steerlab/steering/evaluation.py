@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from steerlab.models.adapter import ModelAdapter
 from steerlab.steering import metrics
-from steerlab.steering.injection import steer
+from steerlab.steering.injection import as_finite_float, as_index, steer
 from steerlab.steering.vector import SteeringVector
 
 # efficacy(model) -> one number, measured inside the steering block (higher = more effect)
@@ -104,6 +104,28 @@ class SweepResult:
                 f"chosen={chosen})")
 
 
+def _check_texts(texts: Any, name: str) -> list[str]:
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise TypeError(f"{name} must be a list of strings, got {type(texts).__name__}: wrap one text as [text].")
+    if not texts:
+        raise ValueError(f"{name} is empty: pass at least one text.")
+    return list(texts)
+
+
+def _check_efficacy(efficacy: Any) -> None:
+    if not callable(efficacy):
+        raise TypeError(f"efficacy must be a function model -> float (e.g. flip_rate(...)), got "
+                        f"{type(efficacy).__name__}.")
+
+
+def _check_alpha_list(alphas: Any) -> list[float]:
+    if isinstance(alphas, str) or not isinstance(alphas, Sequence):
+        raise TypeError(f"alphas must be a list of numbers, got {type(alphas).__name__}: e.g. alphas=[0, 2, 4].")
+    if not alphas:
+        raise ValueError("alphas is empty: pass at least one alpha, e.g. [0, 2, 4].")
+    return [as_finite_float(alpha, f"alphas[{i}]") for i, alpha in enumerate(alphas)]
+
+
 def random_control(vector: SteeringVector, seed: int = 0) -> SteeringVector:
     """A random direction with the vector's norm (the control every steering claim needs)."""
     generator = torch.Generator().manual_seed(seed)
@@ -120,6 +142,9 @@ def evaluate(model: ModelAdapter, vector: SteeringVector, alpha: float, efficacy
     ``reference`` (the unsteered next-token log-probs on ``neutral_texts``) is computed
     when not given; pass it to avoid recomputing it in a sweep.
     """
+    alpha = as_finite_float(alpha, "alpha")
+    _check_efficacy(efficacy)
+    neutral_texts = _check_texts(neutral_texts, "neutral_texts")
     if reference is None:
         reference = metrics.token_logprobs(model, neutral_texts)
     with steer(model, vector, alpha=alpha, **steer_kwargs):
@@ -145,10 +170,22 @@ def sweep(model: ModelAdapter, vector: SteeringVector | Mapping[int, SteeringVec
         ...                neutral_texts, layers=[1, 2, 3])                         # doctest: +SKIP
         >>> result.choose(target_efficacy=0.9, kl_budget=0.5)                      # doctest: +SKIP
     """
+    alphas = _check_alpha_list(alphas)
+    _check_efficacy(efficacy)
+    neutral_texts = _check_texts(neutral_texts, "neutral_texts")
     if isinstance(vector, Mapping):
-        per_layer = {layer: candidate.at(layer) for layer, candidate in vector.items()}
+        per_layer = {as_index(layer, "layer"): candidate.at(layer) for layer, candidate in vector.items()}
+    elif isinstance(vector, SteeringVector):
+        chosen = layers if layers is not None else vector.layers
+        if hasattr(chosen, "tolist"):
+            chosen = chosen.tolist()
+        chosen = chosen if isinstance(chosen, (list, tuple, range)) else [chosen]
+        per_layer = {as_index(layer, "layer"): vector.at(as_index(layer, "layer")) for layer in chosen}
     else:
-        per_layer = {layer: vector.at(layer) for layer in (layers if layers is not None else vector.layers)}
+        raise TypeError(f"vector must be a SteeringVector or a {{layer: SteeringVector}} mapping, got "
+                        f"{type(vector).__name__}.")
+    if not per_layer:
+        raise ValueError("No layers to sweep: pass layers=[...] or a non-empty {layer: vector} mapping.")
     reference = metrics.token_logprobs(model, neutral_texts)
     baseline_efficacy = efficacy(model)
     baseline_perplexity = math.exp(metrics.mean_nll(model, neutral_texts, reference))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -9,7 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
-from steerlab.artifacts import load_artifact, save_artifact
+from steerlab.artifacts import invalid_artifact, load_artifact, save_artifact
 from steerlab.sites import SitePoint, resolve_layer, validate_site
 
 KIND = "steering_vector"
@@ -53,9 +56,7 @@ class SteeringVector:
                              "for a per-layer probe pick a layer (SteeringVector.from_probe(probe, layer=...)).")
         if not torch.isfinite(direction).all():
             raise ValueError("The steering direction contains NaN or inf values.")
-        layers = (self.layers,) if isinstance(self.layers, int) else tuple(int(layer) for layer in self.layers)
-        if not layers:
-            raise ValueError("A steering vector needs at least one layer.")
+        layers = _layer_tuple(self.layers)
         validate_site(self.site)
         object.__setattr__(self, "direction", direction)
         object.__setattr__(self, "layers", layers)
@@ -102,9 +103,12 @@ class SteeringVector:
         return self._combine(other, -1.0)
 
     def __mul__(self, scalar: float) -> "SteeringVector":
-        if not isinstance(scalar, (int, float)):
+        if isinstance(scalar, SteeringVector) or not _is_scalar(scalar):
             return NotImplemented
-        return replace(self, direction=self.direction * float(scalar))
+        value = float(scalar)
+        if not math.isfinite(value):
+            raise ValueError(f"Cannot scale a steering vector by {value}: the factor must be finite.")
+        return replace(self, direction=self.direction * value)
 
     __rmul__ = __mul__
 
@@ -127,6 +131,7 @@ class SteeringVector:
         """
         if getattr(probe, "coef_", None) is None:
             raise ValueError(f"{type(probe).__name__} is not fitted (no coef_): call fit first.")
+        layer = None if layer is None else _layer_index(layer)
         coef = torch.as_tensor(probe.coef_, dtype=torch.float32)
         intercept = torch.as_tensor(probe.intercept_, dtype=torch.float32).reshape(-1)
         probe_layers = list(getattr(probe, "layers_", None) or [])
@@ -154,6 +159,7 @@ class SteeringVector:
                       model_name=getattr(probe, "model_name", None), probe_weight_norm=float(coef.norm()),
                       probe_intercept=float(intercept),
                       provenance={"method": type(probe).__name__, "position": getattr(probe, "position", None),
+                                  "model_provenance": getattr(probe, "model_provenance", None),
                                   "C": _scalar_at(getattr(probe, "C_", None), probe_layers, layer), **metrics})
         return cls(**{**fields, **overrides})
 
@@ -167,6 +173,7 @@ class SteeringVector:
         """
         from steerlab.capture import capture
 
+        layer = _layer_index(layer)
         if len(positives) != len(negatives):
             raise ValueError(f"Contrast pairs need as many positives as negatives ({len(positives)} vs {len(negatives)}).")
         positive = capture(model, positives, layers=[layer], site=site, position=position, batch_size=batch_size,
@@ -177,7 +184,7 @@ class SteeringVector:
         return cls((positive - negative).mean(dim=0), layers=resolve_layer(layer, model.n_layers), site=site,
                    model_name=model.name, typical_norm=typical,
                    provenance={"method": "ActAdd" if len(positives) == 1 else "CAA", "n_pairs": len(positives),
-                               "position": position})
+                               "position": position, "model_provenance": getattr(model, "provenance", None)})
 
     @classmethod
     def from_sae_feature(cls, sae: Any, feature: int, model_name: str | None = None) -> "SteeringVector":
@@ -203,21 +210,66 @@ class SteeringVector:
     # ------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write ``path.safetensors`` + ``path.json``."""
+        """Write ``path.safetensors`` (the direction) + ``path.json`` (site, layers, model, position, d_model, ...).
+
+        See :func:`steerlab.artifacts.save_artifact`: symlinks are refused, files are replaced
+        atomically and only with ``overwrite=True``.
+        """
         metadata = {"site": self.site, "layers": list(self.layers), "model": self.model_name, "d_model": self.d_model,
-                    "probe_weight_norm": self.probe_weight_norm, "probe_intercept": self.probe_intercept,
-                    "typical_norm": self.typical_norm, "provenance": self.provenance}
+                    "position": self.provenance.get("position"), "probe_weight_norm": self.probe_weight_norm,
+                    "probe_intercept": self.probe_intercept, "typical_norm": self.typical_norm,
+                    "provenance": self.provenance, "model_provenance": self.provenance.get("model_provenance")}
         return save_artifact(path, {"direction": self.direction}, metadata, kind=KIND, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SteeringVector":
+        """Read a vector written by :meth:`save`, validated first (an ``ArtifactError`` names the file and problem)."""
         tensors, metadata = load_artifact(path, kind=KIND)
-        if metadata["d_model"] != tensors["direction"].shape[0]:
-            raise ValueError(f"{path}: metadata says d_model={metadata['d_model']} but the tensor has "
-                             f"{tensors['direction'].shape[0]} entries; the file is corrupt.")
-        return cls(tensors["direction"], layers=metadata["layers"], site=metadata["site"], model_name=metadata["model"],
-                   probe_weight_norm=metadata["probe_weight_norm"], probe_intercept=metadata["probe_intercept"],
-                   typical_norm=metadata["typical_norm"], provenance=metadata["provenance"])
+        with invalid_artifact(path, "a valid SteeringVector"):
+            return cls(tensors["direction"], layers=metadata["layers"], site=metadata["site"],
+                       model_name=metadata["model"], probe_weight_norm=metadata["probe_weight_norm"],
+                       probe_intercept=metadata["probe_intercept"], typical_norm=metadata["typical_norm"],
+                       provenance=metadata["provenance"])
+
+
+def _layer_index(layer: Any) -> int:
+    """One layer index as an int (numpy / 0-d torch integers accepted; bool, float and str refused)."""
+    if isinstance(layer, (bool, str, bytes)) or type(layer).__name__ == "bool_":
+        raise TypeError(f"A layer must be an int, got {type(layer).__name__} ({layer!r}).")
+    try:
+        return operator.index(layer)
+    except TypeError:
+        raise TypeError(f"A layer must be an int, got {type(layer).__name__} ({layer!r}): "
+                        "pass layers=3 or layers=[1, 2].") from None
+
+
+def _layer_tuple(layers: Any) -> tuple[int, ...]:
+    """``layers`` (one int or a sequence of ints, numpy integers included) as a non-empty tuple of ints."""
+    if isinstance(layers, (str, bytes)):
+        raise TypeError(f"layers must be an int or a list of ints, got the string {layers!r}.")
+    try:
+        return (_layer_index(layers),)
+    except TypeError:
+        pass
+    if hasattr(layers, "tolist"):  # a numpy array or tensor of layer indices
+        layers = layers.tolist()
+        layers = layers if isinstance(layers, list) else [layers]
+    try:
+        items = list(layers)
+    except TypeError:
+        raise TypeError(f"layers must be an int or a list of ints, got {type(layers).__name__} ({layers!r}).") from None
+    if not items:
+        raise ValueError("A steering vector needs at least one layer: pass layers=3 or layers=[1, 2].")
+    return tuple(_layer_index(layer) for layer in items)
+
+
+def _is_scalar(value: Any) -> bool:
+    """A real number: int, float, numpy scalar, or a one-element tensor / array (bool refused)."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return False
+    if hasattr(value, "ndim") and hasattr(value, "item"):
+        return value.ndim == 0 and not isinstance(value.item(), bool)
+    return isinstance(value, numbers.Real)
 
 
 def _scalar_at(values: Any, layers: list[int], layer: int | None) -> float | None:
