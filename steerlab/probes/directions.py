@@ -120,7 +120,13 @@ def solve_covariance(covariance: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     features, no shrinkage): there the minimum-norm least-squares solution is used, as
     scikit-learn's ``lsqr`` LDA solver does, instead of failing.
     """
-    solution, info = torch.linalg.solve_ex(covariance, b[..., None])
+    try:
+        solution, info = torch.linalg.solve_ex(covariance, b[..., None])
+    except RuntimeError:
+        # Seen on SmolLM2 cities activations under CPU contention: the batched LU itself fails
+        # ("Pivots given to lu_solve must all be greater or equal to 1"). The symmetric
+        # eigendecomposition behind pinv(hermitian=True) cannot fail that way.
+        return (torch.linalg.pinv(covariance, hermitian=True) @ b[..., None])[..., 0]
     solution = solution[..., 0]
     singular = (info != 0) | ~torch.isfinite(solution).all(-1)
     if singular.any():
