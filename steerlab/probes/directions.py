@@ -116,18 +116,15 @@ class LDA(Direction):
 def solve_covariance(covariance: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``Sigma^-1 b`` per layer (``[L, d, d]``, ``[L, d]`` -> ``[L, d]``), also where Sigma is singular.
 
-    Real activations give rank-deficient covariances (fewer examples than dimensions, dead
-    features, no shrinkage): there the minimum-norm least-squares solution is used, as
-    scikit-learn's ``lsqr`` LDA solver does, instead of failing.
+    A covariance is symmetric positive semi-definite, so it is solved by Cholesky, not LU: on
+    SmolLM2's cities activations MKL's batched LU failed outright ("Intel oneMKL ERROR: Parameter
+    6 was incorrect on entry to DLASWP", then "Pivots given to lu_solve must all be greater or
+    equal to 1"). Where Cholesky fails (a rank-deficient covariance: fewer examples than
+    dimensions, dead features, no shrinkage) the minimum-norm least-squares solution is used
+    (the symmetric pseudo-inverse), as scikit-learn's ``lsqr`` LDA solver does.
     """
-    try:
-        solution, info = torch.linalg.solve_ex(covariance, b[..., None])
-    except RuntimeError:
-        # Seen on SmolLM2 cities activations under CPU contention: the batched LU itself fails
-        # ("Pivots given to lu_solve must all be greater or equal to 1"). The symmetric
-        # eigendecomposition behind pinv(hermitian=True) cannot fail that way.
-        return (torch.linalg.pinv(covariance, hermitian=True) @ b[..., None])[..., 0]
-    solution = solution[..., 0]
+    factor, info = torch.linalg.cholesky_ex(covariance)
+    solution = torch.cholesky_solve(b[..., None], factor)[..., 0]
     singular = (info != 0) | ~torch.isfinite(solution).all(-1)
     if singular.any():
         solution[singular] = (torch.linalg.pinv(covariance[singular], hermitian=True) @ b[singular][..., None])[..., 0]
