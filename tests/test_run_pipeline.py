@@ -307,3 +307,23 @@ def test_steer_reads_a_probe_in_token_norm_units_and_clamps(tmp_path, capsys):
     assert "needs --target" in capsys.readouterr().err
     assert main(["steer", "demo", str(out / "artifacts" / "probe_diff_means"), *prompts]) == 2
     assert "pass --layer" in capsys.readouterr().err
+
+
+@needs_demo
+def test_steering_layers_narrow_the_calibration_sweep_and_are_checked_against_the_capture(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('[data]\ndataset = "demo/cities"\n[probes]\nmethods = ["diff_means"]\n'
+                      '[steering]\nalphas = [1.0]\nlayers = [-1]\n[output]\ndir = "out"\n')
+    metrics = main_metrics(config)
+    assert {row["layer"] for row in metrics["steering"]["sweep"]} == {3}
+    config.write_text('[data]\ndataset = "demo/cities"\n[capture]\nlayers = [0]\n[steering]\nlayers = [2]\n')
+    assert main(["run", str(config), "--out", str(tmp_path / "other")]) == 2
+    assert "[steering] layers [2] are not captured" in capsys.readouterr().err
+    config.write_text('[data]\ndataset = "demo/cities"\n[steering]\nlayers = []\n')
+    assert main(["run", str(config)]) == 2
+    assert "[steering] layers is empty" in capsys.readouterr().err
+
+
+def main_metrics(config: Path) -> dict:
+    assert main(["run", str(config)]) == 0
+    return json.loads((config.parent / "out" / "metrics.json").read_text())

@@ -43,6 +43,7 @@ methods = ["raptor", "diff_means", "lda", "logistic"]
 [steering]
 direction = "diff_means"      # the probe whose direction steers; "none" skips steering
 alphas = [0.25, 0.5, 1.0, 2.0]  # x the layer's median token norm
+# layers = [4, 8, 12]         # candidate layers for the calibration sweep (default "all": every captured one)
 neutral = "demo/topic"        # texts for KL / perplexity: a built-in dataset or a text file
 # verdict_suffix = " this is"   # for datasets without verdict prompts: text + suffix, then
 # verdict_words = ["true", "false"]  # the verdict is log P(first) - log P(second)
@@ -100,6 +101,7 @@ class ProbesConfig:
 class SteeringConfig:
     direction: str = "diff_means"
     alphas: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
+    layers: Any = "all"  # candidate layers of the calibration sweep ("all" or a list of captured layers)
     neutral: str | None = "demo/topic"
     neutral_count: int = 64
     target: float = 0.9
@@ -265,16 +267,11 @@ def _check_values(config: RunConfig) -> None:
     if capture.site not in SITES:
         raise ConfigError(f"{source}: [capture] site {capture.site!r} is unknown{_suggest(capture.site, SITES)}. "
                           f"Sites: {', '.join(SITES)}.")
-    if not (capture.layers == "all" or (isinstance(capture.layers, list)
-                                        and all(isinstance(x, int) and not isinstance(x, bool) for x in capture.layers))):
-        raise ConfigError(f"{source}: [capture] layers must be \"all\" or a list of ints like [0, 2, -1], "
-                          f"got {capture.layers!r}.")
+    _check_layer_list(capture.layers, "[capture] layers", source)
     if not (capture.position in ("last", "mean") or (isinstance(capture.position, int)
                                                       and not isinstance(capture.position, bool))):
         raise ConfigError(f"{source}: [capture] position must be \"last\", \"mean\" or a token index, "
                           f"got {capture.position!r}.")
-    if isinstance(capture.layers, list) and not capture.layers:
-        raise ConfigError(f"{source}: [capture] layers is empty: use \"all\" or list layers like [0, 2, -1].")
     if capture.batch_size < 1:
         raise ConfigError(f"{source}: [capture] batch_size must be >= 1, got {capture.batch_size}.")
     methods = config.probes.methods
@@ -288,6 +285,7 @@ def _check_values(config: RunConfig) -> None:
     if steering.direction != "none" and steering.direction not in methods:
         raise ConfigError(f"{source}: [steering] direction {steering.direction!r} must be one of the probe methods "
                           f"({', '.join(methods)}) or \"none\".")
+    _check_layer_list(steering.layers, "[steering] layers", source)
     if not steering.alphas or any(not isinstance(a, (int, float)) or a <= 0 for a in steering.alphas):
         raise ConfigError(f"{source}: [steering] alphas must be positive numbers (x the median token norm), "
                           f"got {steering.alphas!r}.")
@@ -341,6 +339,15 @@ def _check_optional_stages(config: RunConfig, datasets: list[str]) -> None:
         if config.steering.direction == "none":
             raise ConfigError(f"{source}: [sae] compares SAE features with the steering direction: set [steering] "
                               "direction to a probe method, or remove [sae].")
+
+
+def _check_layer_list(layers: Any, key: str, source: str) -> None:
+    """``"all"`` or a non-empty list of ints (negative count from the end); checked against the model later."""
+    if not (layers == "all" or (isinstance(layers, list)
+                                and all(isinstance(x, int) and not isinstance(x, bool) for x in layers))):
+        raise ConfigError(f"{source}: {key} must be \"all\" or a list of ints like [0, 2, -1], got {layers!r}.")
+    if isinstance(layers, list) and not layers:
+        raise ConfigError(f"{source}: {key} is empty: use \"all\" or list layers like [0, 2, -1].")
 
 
 def _suggest(word: str, choices: Any) -> str:

@@ -130,12 +130,15 @@ def steering_stage(adapter: Any, probe: Any, test: Any, config: RunConfig, progr
     """Calibrate (layer, alpha) on half the test rows, report flips and controls on the other half."""
     from steerlab.datasets import split_by_group
     from steerlab.pipeline.truth_steering import calibrate_truth_steering
+    from steerlab.sites import resolve_layer
 
     steering = config.steering
     calibration = split_by_group(test, "train", test_share=0.5, seed=0)
     evaluation = split_by_group(test, "test", test_share=0.5, seed=0)
     neutral = _neutral_texts(config, test)
+    layers = None if steering.layers == "all" else [resolve_layer(layer, adapter.n_layers) for layer in steering.layers]
     result = calibrate_truth_steering(adapter, probe, calibration, evaluation, neutral, alphas=steering.alphas,
+                                      layers=layers,
                                       target=steering.target, kl_budget=steering.kl_budget,
                                       control_max=steering.control_max, progress=progress)
     metrics = {"direction": steering.direction, **result.results, "sweep": result.sweep.to_records()}
@@ -195,12 +198,20 @@ def _check_layers(adapter: Any, config: RunConfig) -> None:
     keys = [("[capture] layers", layer) for layer in ([] if config.capture.layers == "all" else config.capture.layers)]
     if config.sae is not None and config.sae.layer is not None:
         keys.append(("[sae] layer", config.sae.layer))
+    steering_layers = [] if config.steering.layers == "all" else config.steering.layers
+    keys += [("[steering] layers", layer) for layer in steering_layers]
     for key, layer in keys:
         try:
             resolve_layer(layer, adapter.n_layers)
         except ValueError:
             raise ConfigError(f"{config.source}: {key} = {layer} is out of range: {adapter.name} has "
                               f"{adapter.n_layers} layers (0..{adapter.n_layers - 1}, or -1 for the last).") from None
+    if config.capture.layers != "all":
+        captured = {resolve_layer(layer, adapter.n_layers) for layer in config.capture.layers}
+        missing = [layer for layer in steering_layers if resolve_layer(layer, adapter.n_layers) not in captured]
+        if missing:
+            raise ConfigError(f"{config.source}: [steering] layers {missing} are not captured: add them to "
+                              "[capture] layers, or steer at captured layers.")
 
 
 def run_pipeline(config: RunConfig, out: str | os.PathLike | None = None, *, overwrite: bool = False,

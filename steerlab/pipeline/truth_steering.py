@@ -30,10 +30,12 @@ class TruthSteering:
     results: dict[str, Any]
 
 
-def norm_scaled_vectors(model: ModelAdapter, probe: Any, neutral_texts: Sequence[str]) -> dict[int, SteeringVector]:
-    """``{layer: vector}``: the probe's unit direction at each layer, scaled to that layer's median norm."""
+def norm_scaled_vectors(model: ModelAdapter, probe: Any, neutral_texts: Sequence[str],
+                        layers: Sequence[int] | None = None) -> dict[int, SteeringVector]:
+    """``{layer: vector}``: the probe's unit direction at each layer (or ``layers`` of them), scaled to that
+    layer's median norm."""
     vectors = {}
-    for layer in getattr(probe, "layers_", None) or range(model.n_layers):
+    for layer in layers if layers is not None else (getattr(probe, "layers_", None) or range(model.n_layers)):
         vector = SteeringVector.from_probe(probe, layer=layer).with_typical_norm(model, neutral_texts)
         vectors[layer] = replace(vector, direction=vector.unit * vector.typical_norm)
     return vectors
@@ -41,9 +43,11 @@ def norm_scaled_vectors(model: ModelAdapter, probe: Any, neutral_texts: Sequence
 
 def calibrate_truth_steering(model: ModelAdapter, probe: Any, calibration: Any, test: Any,
                              neutral_texts: Sequence[str], alphas: Sequence[float] = ALPHAS, target: float = 0.95,
-                             kl_budget: float = 1.0, control_max: float = 0.2, progress: bool = False) -> TruthSteering:
-    """Choose (layer, alpha) on ``calibration`` and measure flips and controls on ``test``."""
-    candidates = norm_scaled_vectors(model, probe, neutral_texts)
+                             kl_budget: float = 1.0, control_max: float = 0.2, progress: bool = False,
+                             layers: Sequence[int] | None = None) -> TruthSteering:
+    """Choose (layer, alpha) on ``calibration`` (among ``layers``, default every probe layer) and measure
+    flips and controls on ``test``."""
+    candidates = norm_scaled_vectors(model, probe, neutral_texts, layers)
     efficacy = flip_rate(model, prompts_with_label(calibration, 0), *calibration.verdict_words, toward_positive=True)
     result = sweep(model, candidates, list(alphas), efficacy, neutral_texts, progress=progress)
     chosen = result.choose(target_efficacy=target, kl_budget=kl_budget, control_max=control_max)
