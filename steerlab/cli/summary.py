@@ -20,6 +20,9 @@ def steering_line(steering: dict[str, Any]) -> str:
     """The chosen layer and alpha, flips both ways, the random control's, KL; or why there are none."""
     if "skipped" in steering:
         return f"  steering: skipped ({steering['skipped']})"
+    if steering.get("nothing_to_flip"):
+        return ("  steering: not measured: the model judges every false calibration statement true under this verdict "
+                "readout (nothing to flip; see report.html)")
     if steering.get("layer") is None:
         return "  steering: no (layer, alpha) met the calibration criteria (see report.html)"
     return (f"  steering: {steering.get('direction', 'mass-mean')} at layer {steering['layer']}, alpha "

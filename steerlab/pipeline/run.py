@@ -143,7 +143,13 @@ def steering_stage(adapter: Any, probe: Any, test: Any, config: RunConfig, progr
                                       control_max=steering.control_max, progress=progress)
     metrics = {"direction": steering.direction, **result.results, "sweep": result.sweep.to_records()}
     positive, negative = test.verdict_words
-    if result.vector is None:
+    metrics["nothing_to_flip"] = all(row["efficacy"] is None for row in metrics["sweep"])
+    if metrics["nothing_to_flip"]:
+        text = (f"Steering was not measured: unsteered, the model judges every calibration statement labelled false "
+                f"{positive!r}, so there is no {negative!r} verdict to flip. The verdict readout (statement + "
+                f"verdict_suffix, then {positive!r} vs {negative!r}) does not separate the classes on this model: "
+                "choose a verdict_suffix / verdict_words the model answers both ways.")
+    elif result.vector is None:
         text = (f"No (layer, alpha) flipped >= {steering.target:.0%} of the calibration statements the model "
                 f"judges {negative!r} with KL <= {steering.kl_budget} and the random control <= "
                 f"{steering.control_max:.0%}. Try larger alphas or a larger kl_budget.")
