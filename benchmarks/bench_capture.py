@@ -3,10 +3,11 @@
 Both runs see the same batches (same texts, same length-sorted order, same padding)
 in one process, alternating, so the ratio is robust to machine load.
 
-    python benchmarks/bench_capture.py                 # speed table per backend
+    python benchmarks/bench_capture.py [--threads 1]   # speed table per backend
     python benchmarks/bench_capture.py --rss 2000 20000   # peak RSS streaming N texts to disk
 
-Results are appended to benchmarks/results.md by hand (see that file).
+Results are appended to benchmarks/results.md by hand (see that file); the real models'
+capture ratios are benchmarks/bench_capture_real.py's (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -44,11 +45,18 @@ def make_texts(n: int, seed: int = 0) -> list[str]:
 
 
 def bench_speed(directory: str, n_texts: int, batch_size: int, repeats: int) -> None:
+    """Capture of every layer against a plain logits forward over the same batches, per backend.
+
+    Rounds alternate the two; the ratio is the median over rounds of capture / plain in the
+    same round, in wall-clock and in process CPU time.
+    """
+    import statistics
+
     import steerlab
     from steerlab.models.tokenization import encode, pad
 
     texts = make_texts(n_texts)
-    print(f"| backend | capture s | plain forward s | ratio |\n|---|---|---|---|")
+    print("| backend | capture s | plain forward s | ratio (wall) | ratio (CPU time) |\n|---|---|---|---|---|")
     for backend in ["hf", "transformer_lens", "nnsight"]:
         model = steerlab.load_model(directory, backend=backend)
         ids = encode(model.tokenizer, texts, max_length=model.context_length)
@@ -66,14 +74,15 @@ def bench_speed(directory: str, n_texts: int, batch_size: int, repeats: int) -> 
             steerlab.capture(model, texts, layers=None, batch_size=batch_size, progress=False)
 
         ours(), plain()  # warm-up
-        times = {"ours": [], "plain": []}
+        times: dict[str, list[tuple[float, float]]] = {"ours": [], "plain": []}
         for _ in range(repeats):
             for name, fn in (("ours", ours), ("plain", plain)):
-                start = time.perf_counter()
+                wall, cpu = time.perf_counter(), time.process_time()
                 fn()
-                times[name].append(time.perf_counter() - start)
-        best_ours, best_plain = min(times["ours"]), min(times["plain"])
-        print(f"| {backend} | {best_ours:.3f} | {best_plain:.3f} | {best_ours / best_plain:.2f}x |")
+                times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+        ratio = [statistics.median(o[k] / p[k] for o, p in zip(times["ours"], times["plain"])) for k in (0, 1)]
+        print(f"| {backend} | {statistics.median(t[0] for t in times['ours']):.3f} | "
+              f"{statistics.median(t[0] for t in times['plain']):.3f} | {ratio[0]:.2f}x | {ratio[1]:.2f}x |")
 
 
 def bench_rss(directory: str, n_texts: int) -> None:
@@ -95,12 +104,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
     parser.add_argument("--rss", type=int, nargs="*", help="text counts for the streaming-memory benchmark")
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--child-rss", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     if args.child_rss:
         bench_rss(args.model_dir, args.child_rss)
         return
@@ -112,7 +122,11 @@ def main() -> None:
                 # A fresh process per size, so each peak RSS is its own.
                 subprocess.run([sys.executable, __file__, "--model-dir", directory, "--child-rss", str(n)], check=True)
         else:
+            from bench_generation import machine_line
+
+            print(machine_line(args.threads))
             bench_speed(directory, args.texts, args.batch_size, args.repeats)
+            print(machine_line(args.threads))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,10 @@ TRUTH_SETS = ["demo/cities", "demo/neg_cities", "demo/cities_gap", "demo/cities_
               "demo/larger_than", "demo/people", "demo/objects"]
 
 
-@pytest.mark.parametrize("name", [n for n in sd.available() if n != "demo/qa"])
+EN_TRUTH_SETS = ["en/cities", "en/neg_cities", "en/larger_than", "en/smaller_than", "en/sp_en_trans", "en/facts"]
+
+
+@pytest.mark.parametrize("name", [n for n in sd.available() if not n.endswith("/qa")])
 def test_builtin_sets_are_balanced_typed_and_split_by_entity(name):
     train, test = sd.load(name, "train"), sd.load(name, "test")
     for ds in (train, test):
@@ -32,7 +37,7 @@ def test_builtin_sets_are_balanced_typed_and_split_by_entity(name):
     assert not set(train.groups) & set(test.groups), "an entity leaks between train and test"
 
 
-@pytest.mark.parametrize("name", TRUTH_SETS)
+@pytest.mark.parametrize("name", TRUTH_SETS + EN_TRUTH_SETS)
 def test_truth_sets_have_verdict_prompts_matching_the_world(name):
     ds = sd.load(name, "test")
     assert ds.verdict_words == ("true", "false")
@@ -90,14 +95,133 @@ def test_unknown_name_and_split_errors():
         sd.load("demo/cities", split="validation")
 
 
-def test_english_facts():
-    train, test = sd.load("english/facts", "train"), sd.load("english/facts", "test")
+def _both(name):
+    """train + test of a built-in set: (texts, {text: label})."""
+    train, test = sd.load(name, "train"), sd.load(name, "test")
+    texts = train.texts + test.texts
+    return texts, dict(zip(texts, np.concatenate([train.labels, test.labels]).tolist()))
+
+
+def test_en_facts():
+    train, test = sd.load("en/facts", "train"), sd.load("en/facts", "test")
     assert len(train) + len(test) >= 300
     assert not set(train.groups) & set(test.groups)
-    rows = dict(zip(train.texts + test.texts, np.concatenate([train.labels, test.labels]).tolist()))
+    _, rows = _both("en/facts")
     assert rows["The capital of France is Paris."] == 1
     assert rows["The capital of France is not Paris."] == 0
     assert rows["Water freezes at 0 degrees Celsius."] == 1
+    with pytest.raises(KeyError, match="en/facts"):  # the old name is gone; the error lists the new one
+        sd.load("english/facts")
+
+
+@pytest.mark.parametrize(("name", "low", "high"), [("en/cities", 1000, 1200), ("en/neg_cities", 1000, 1200),
+                                                   ("en/larger_than", 400, 400), ("en/smaller_than", 400, 400),
+                                                   ("en/sp_en_trans", 400, 500)])
+def test_en_truth_sets_sizes_balance_and_no_duplicates(name, low, high):
+    train, test = sd.load(name, "train"), sd.load(name, "test")
+    texts = train.texts + test.texts
+    assert low <= len(texts) <= high
+    assert len(set(texts)) == len(texts), "a statement appears twice"
+    labels = np.concatenate([train.labels, test.labels])
+    assert labels.sum() * 2 == len(labels)
+    for ds in (train, test):  # one true and one false statement per entity
+        for group in set(ds.groups):
+            assert sorted(ds.labels[[i for i, g in enumerate(ds.groups) if g == group]].tolist()) == [0, 1], group
+    assert 0.2 < len(test) / len(texts) < 0.4
+    assert ds.verdict_words == ("true", "false") and ds.domain == name.split("/")[1]
+
+
+def test_en_shipped_csvs_equal_their_generator():
+    from importlib import resources
+
+    from steerlab.data import make_en_sets
+
+    for file_name, rows in make_en_sets.build_all().items():
+        shipped = (resources.files("steerlab.data") / file_name).read_text(encoding="utf-8")
+        assert shipped == make_en_sets.to_csv_text(rows), f"{file_name}: run python -m steerlab.data.make_en_sets"
+
+
+def test_en_cities_spot_checks_and_wrong_countries():
+    _, rows = _both("en/cities")
+    for statement in ("The city of Lodz is in Poland.", "The city of Kyoto is in Japan.",
+                      "The city of Toronto is in Canada.", "The city of Marrakesh is in Morocco.",
+                      "The city of Tbilisi is in Georgia.", "The city of Hyderabad is in India.",
+                      "The city of Atlanta is in the United States.", "The city of Cusco is in Peru."):
+        assert rows[statement] == 1, statement
+    _, negated = _both("en/neg_cities")
+    assert negated["The city of Lodz is not in Poland."] == 0
+    table = {r["city"]: r for r in csv.DictReader(
+        (Path(sd.__file__).parents[1] / "data" / "en_city_country.csv").open(encoding="utf-8"))}
+    for statement, label in list(rows.items()) + list(negated.items()):
+        city, country = re.fullmatch(r"The city of (.+) is (?:not )?in (.+)\.", statement).groups()
+        right = country == table[city]["country"]
+        assert label == (right != (" not in " in statement)), statement
+        if not right:  # a wrong country never holds a well-known namesake (Atlanta, Georgia)
+            assert country not in table[city]["also_in"].split(";"), statement
+    # the two sets split alike: neg_cities' test cities were never training cities of cities
+    assert set(sd.load("en/cities", "test").groups) == set(sd.load("en/neg_cities", "test").groups)
+
+
+def _number(word):
+    tens = {"fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+    units = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
+    head, _, tail = word.lower().partition("-")
+    return tens[head] + (units[tail] if tail else 0)
+
+
+@pytest.mark.parametrize("relation", ["larger", "smaller"])
+def test_en_number_comparisons_are_correct_and_grouped_by_pair(relation):
+    name = f"en/{relation}_than"
+    for split in ("train", "test"):
+        ds = sd.load(name, split)
+        for text, label, group in zip(ds.texts, ds.labels, ds.groups):
+            first, second = re.fullmatch(rf"(\S+) is {relation} than (\S+)\.", text).groups()
+            a, b = _number(first), _number(second)
+            assert 51 <= min(a, b) and max(a, b) <= 99 and a != b
+            assert label == ((a > b) if relation == "larger" else (a < b)), text
+            assert group == f"{min(a, b)}|{max(a, b)}"
+    _, rows = _both(name)
+    assert rows["Fifty-four is larger than fifty-one." if relation == "larger"
+                else "Fifty-one is smaller than fifty-four."] == 1
+    assert set(sd.load("en/larger_than", "test").groups) == set(sd.load("en/smaller_than", "test").groups)
+
+
+def test_en_sp_en_trans_spot_checks_and_wrong_words():
+    _, rows = _both("en/sp_en_trans")
+    for spanish, english in (("perro", "dog"), ("manzana", "apple"), ("largo", "long"), ("queso", "cheese"),
+                             ("otoño", "autumn"), ("siete", "seven"), ("hierro", "iron")):
+        assert rows[f'The Spanish word "{spanish}" means "{english}".'] == 1
+    table = {r["spanish"]: r for r in csv.DictReader(
+        (Path(sd.__file__).parents[1] / "data" / "en_spanish_english.csv").open(encoding="utf-8"))}
+    english_words = {r["english"] for r in table.values()}
+    for statement, label in rows.items():
+        spanish, english = re.fullmatch(r'The Spanish word "(.+)" means "(.+)"\.', statement).groups()
+        assert english in english_words
+        assert label == (english == table[spanish]["english"]), statement
+        # an alternative meaning ("mujer" also means "wife") is never drawn as the false word
+        assert english not in table[spanish]["also_means"].split(";"), statement
+
+
+def test_en_qa_questions_answers_and_groups():
+    train, test = sd.load("en/qa", "train"), sd.load("en/qa", "test")
+    assert isinstance(test, QADataset) and 300 <= len(train) + len(test) <= 600
+    assert not set(train.groups) & set(test.groups)
+    questions = train.texts + test.texts
+    assert len(set(questions)) == len(questions)
+    assert set(train.kinds) == set(test.kinds) == {"capital", "currency", "language", "continent"}
+    answer = dict(zip(questions, train.answers + test.answers))
+    accepted = {**train.metadata["accepted_answers"], **test.metadata["accepted_answers"]}
+    assert answer["What is the capital of Japan?"] == "Tokyo"
+    assert answer["What is the capital of Australia?"] == "Canberra"
+    assert answer["What is the currency of Japan?"] == "yen"
+    assert answer["What is the official language of Brazil?"] == "Portuguese"
+    assert answer["On which continent is Kenya?"] == "Africa"
+    assert "Kiev" in accepted["What is the capital of Ukraine?"]
+    assert "pound" in accepted["What is the currency of the United Kingdom?"]
+    assert all(accepted[q][0] == answer[q] for q in questions)
+    assert "What is the capital of Bolivia?" not in answer  # two capitals: left out, not guessed
+    for ds in (train, test):
+        assert ds.roles == ds.kinds and all(q.endswith("?") for q in ds.texts)
 
 
 def test_contrast_pairs_from_dataset_and_errors():

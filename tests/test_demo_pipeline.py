@@ -25,13 +25,23 @@ def test_metrics_follow_the_schema_and_show_the_findings(demo_run):
     assert {row["method"] for row in metrics["probes"]["sweep"]} == {"raptor", "diff_means", "lda", "logistic"}
     r2 = metrics["probes"]["transfer_r2"]
     assert r2["mahalanobis"]["r2"] > r2["cosine"]["r2"]
-    truth = metrics["steering"]["truth"]
-    assert truth["test_flip_false_to_true"] >= 0.9 and truth["test_flip_true_to_false"] >= 0.9
-    assert truth["test_control_flip_false_to_true"] <= 0.2 and truth["test_control_flip_true_to_false"] <= 0.2
+    truth, budget = metrics["steering"]["truth"], 0.1
+    # Every choice is made within KL 0.1 nats/token on neutral text. There, no setting flips the 95% the
+    # calibration asks for (that costs KL 0.86: see test_steering_demo.py), which the metrics say:
+    assert truth["kl_budget"] == budget and truth["kl_neutral"] <= budget and truth["qualified"] is False
+    within = [row for row in metrics["steering"]["truth_sweep"] if not row["control"] and row["kl"] <= budget]
+    assert truth["calibration_flip_false_to_true"] == max(row["efficacy"] for row in within)  # the best within it
+    assert any(row["efficacy"] >= 0.95 and row["kl"] > budget for row in metrics["steering"]["truth_sweep"])
+    assert truth["test_flip_false_to_true"] >= 0.6  # measured 0.81 (layer 0, alpha 0.35, KL 0.089)
+    assert truth["test_flip_true_to_false"] >= 0.2  # measured 0.35
+    assert truth["test_control_flip_false_to_true"] <= 0.05 and truth["test_control_flip_true_to_false"] <= 0.05
     sentiment = metrics["steering"]["sentiment"]
+    assert sentiment["qualified"] is True and sentiment["kl_neutral"] <= budget  # measured layer 1, alpha 1, KL 0.002
+    assert sentiment["calibration_flip"] >= 0.9 >= 0.2 >= sentiment["calibration_control_flip"]
     # The demo model completes this held-out template negatively ("bland ."), so +alpha is the direction
     # with room to move; -alpha has none left and is reported, not asserted.
-    assert sentiment["positive_rate_plus"] >= sentiment["positive_rate_unsteered"] + 0.3  # >= 60% of completions
+    assert sentiment["positive_rate_plus"] >= sentiment["positive_rate_unsteered"] + 0.3  # measured 0.44 (0 unsteered)
+    assert sentiment["positive_rate_control"] <= sentiment["positive_rate_unsteered"] + 0.1  # measured 0
     assert set(metrics["timings"]) == {"capture", "probes", "steering", "hallucination", "sae", "report"}
     hallucination = metrics["hallucination"]
     assert set(hallucination["methods"]) == {"mlp", "mlp_plus", "linear", "max_prob", "entropy"}
@@ -61,6 +71,7 @@ def test_report_is_one_self_contained_page(demo_run):
     page = (demo_run / "report.html").read_text()
     assert page.count("plotly.js v") <= 2 and "Plotly.newPlot" in page  # plotly.js embedded once, figures drawn
     assert "cdn.plot.ly" not in page.split("Plotly.newPlot")[0].lower()[-2000:]
+    assert "within the KL budget of 0.1 nats per token" in page and "efficacy-KL frontier" in page
     for heading in ("Where truth lives", "transfer across domains", "Steering with the truth direction",
                     "Steering sentiment", "Hallucination detection", "Confidently wrong answers",
                     "SAE features vs supervised directions: truth", "Detect vs steer"):

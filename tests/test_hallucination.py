@@ -381,3 +381,105 @@ def test_stage_verdict_follows_the_numbers():
     assert "better than output confidence (AUROC 0.900 vs 0.800" in _confident_reading(c)
     c["mlp_plus"]["auroc"] = 0.7
     assert "no probe separates" in _confident_reading(c)
+
+
+# ---------------------------------------------------------------- the KL term of the joint loss
+
+
+def test_dropout_kl_is_the_symmetric_bernoulli_kl():
+    z, other = torch.tensor([2.0, -1.0, 0.0, 30.0]), torch.tensor([2.0, 1.0, -0.5, -30.0])
+    p, q = torch.sigmoid(z.double()), torch.sigmoid(other.double())
+    kl = lambda a, b: a * torch.log(a / b) + (1 - a) * torch.log((1 - a) / (1 - b))  # noqa: E731
+    expected = ((kl(p, q) + kl(q, p)) / 2)[:3]  # the last pair underflows in float64 probabilities
+    assert torch.allclose(losses.dropout_kl(z[:3], other[:3]).double(), expected.mean(), atol=1e-6)
+    assert losses.dropout_kl(z, z) == 0 and torch.isfinite(losses.dropout_kl(z, other))  # stable for large logits
+    assert torch.isclose(losses.dropout_kl(z, other), losses.dropout_kl(other, z))
+
+
+def test_kl_term_trains_differently_only_with_dropout():
+    X, y, groups = planted_tokens(120)
+    fit = lambda **kw: HallucinationProbe(max_epochs=6, **kw).fit(X, y, groups=groups).predict_proba(X)  # noqa: E731
+    assert not np.array_equal(fit(kl_weight=1.0, dropout=0.2), fit(kl_weight=0.0, dropout=0.2))
+    assert np.array_equal(fit(kl_weight=1.0, dropout=0.0), fit(kl_weight=0.0, dropout=0.0))  # both passes agree
+    with pytest.raises(ProbeInputError, match="kl_weight"):
+        HallucinationProbe(kl_weight=-1.0).fit(X, y, groups=groups)
+
+
+# ---------------------------------------------------------------- free-text answers checked through their first mention
+
+
+def test_country_table_aliases_adjectives_and_phrases_read_past():
+    from steerlab.hallucination import country_table
+
+    table = country_table()
+    for name in ("USA", "U.S.", "United States", "the United States of America", "America", "American"):
+        assert table.same(name, "the United States"), name
+    assert table.same("Russian Federation", "Russia") and table.same("Burma", "Myanmar")
+    assert table.same("Korean", "North Korea") and table.same("Korean", "South Korea")
+    assert not table.same("Niger", "Nigeria") and not table.same("Republic of the Congo",
+                                                                 "the Democratic Republic of the Congo")
+    find = lambda text, masks=(): table.find(text, masks)  # noqa: E731
+    assert find("in the Democratic Republic of the Congo.").canonical == {"Democratic Republic of the Congo"}
+    assert find("the People's Republic of China").canonical == {"China"}  # not the Republic of China inside it
+    assert find("It lies on the South China Sea, in Vietnam").text == "Vietnam"
+    assert find("a South American country, Chile").text == "Chile"
+    assert find("the Indian state of Gujarat").canonical == {"India"}
+    assert find("Benin City is in Benin", ["Benin City"]).start == 17  # the asked city's own name is masked
+    assert find("made of china, in turkey") is None  # case-sensitive: words, not countries
+    assert find("somewhere in Africa") is None
+    with pytest.raises(ValueError, match="not a name in this table"):
+        table.canonical("Atlantis")
+
+
+def test_mention_table_from_accepted_spellings():
+    from steerlab.hallucination import MentionTable
+
+    table = MentionTable.from_accepted([["yen", "Japanese yen"], ["euro", "euros"], ["US dollar", "dollar"]],
+                                       extra=["peso"])
+    assert table.find("The currency is the Japanese Yen.").canonical == {"yen"}  # longest, case-insensitive
+    assert table.same("dollar", "US dollar") and not table.same("peso", "euro")
+    assert table.find("It uses the Mexican peso").canonical == {"peso"}
+    with pytest.raises(ValueError, match="no accepted answer"):
+        MentionTable.from_accepted([[]])
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_tokenizer():
+    """A SentencePiece-style (Metaspace "▁") unigram tokenizer trained here, as Gemma's and Llama 2's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.Unigram())
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=120, unk_token="<unk>", special_tokens=["<unk>"], show_progress=False)
+    backend.train_from_iterator(["The city is in the Russian Federation .", "It is in the United States of America ."
+                                 " Kenya , Niger and Nigeria ."] * 10, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+
+
+@pytest.mark.parametrize("tokenizer_name", ["bpe_tokenizer", "sentencepiece_tokenizer"])
+def test_check_answers_labels_the_wrong_mention_tokens(request, tokenizer_name):
+    from steerlab.hallucination import check_answers, checked_answers, country_table, token_spans
+
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    texts = ["The city is in the Russian Federation . It is", "It is in the United States of America .",
+             "It is in Niger and Nigeria .", "The city is ."]
+    ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    text, spans = token_spans(tokenizer, ids[0])
+    assert text.strip() == texts[0] and [text[a:b] for a, b in spans] and spans[-1][1] == len(text)
+    claims = check_answers(tokenizer, ids, ["Russia", "the United States", "Nigeria", "Kenya"], country_table())
+    assert [c.outcome for c in claims] == ["right", "right", "wrong", "none"]
+    assert claims[0].mention.text == "Russian Federation" and claims[2].mention.text == "Niger"
+    wrong = claims[2]
+    flagged = "".join(tokenizer.decode(ids[2][k]) for k in np.flatnonzero(wrong.labels))
+    assert flagged.replace("▁", "").strip() == "Niger"  # only the wrong mention's tokens, the rest 0
+    flagged_rows = np.flatnonzero(wrong.labels)  # one contiguous run, the last checked tokens; "and Nigeria" unchecked
+    assert flagged_rows.tolist() == list(range(flagged_rows[0], wrong.n_checked)) and wrong.n_checked < len(ids[2])
+    assert claims[0].n_checked < len(ids[0]) and not claims[0].labels.any()  # ". It is" comes after: unchecked
+    kept, labels = checked_answers(ids, claims)
+    assert [len(k) for k in kept] == [c.n_checked for c in claims[:3]] + [0] and labels.sum() == wrong.labels.sum()
+    kept, labels = checked_answers(ids, claims, keep_unanswered=True)
+    assert len(kept[3]) == len(ids[3]) and labels[-len(ids[3]):].all()  # an answer naming nothing: every token 1
+    with pytest.raises(ValueError, match="one of each per question"):
+        check_answers(tokenizer, ids, ["Russia"], country_table())

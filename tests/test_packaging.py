@@ -74,7 +74,8 @@ def test_wheel_holds_every_module_and_the_shipped_assets(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("steerlab/assets/demo-model/config.json", "steerlab/assets/demo-model/model.safetensors",
                    "steerlab/assets/demo-model/tokenizer.json", "steerlab/assets/demo-sae/topk-blocks.2.hook_resid_post/cfg.json",
-                   "steerlab/data/english_facts.csv", "steerlab/shipped.py"):
+                   "steerlab/data/en_facts.csv", "steerlab/shipped.py",
+                   "steerlab/assets/smollm2-sae/topk-blocks.15.hook_resid_post/sae_weights.safetensors"):
         assert needed in names, needed
     sae_cfgs = [n for n in names if n.startswith("steerlab/assets/demo-sae/") and n.endswith("/cfg.json")]
     assert len(sae_cfgs) == len(list((REPO / "assets/demo-sae").glob("*/cfg.json"))) >= 1

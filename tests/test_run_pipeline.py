@@ -71,7 +71,7 @@ def test_every_help_shows_an_example_and_imports_no_heavy_library():
 def test_run_writes_metrics_artifacts_and_report_and_finds_truth(tmp_path, capsys):
     config = tmp_path / "run.toml"
     config.write_text('[data]\ndataset = "demo/cities"\n[probes]\nmethods = ["raptor", "diff_means"]\n'
-                      '[steering]\nalphas = [0.75, 1.0]\n[output]\ndir = "out"\n')
+                      '[steering]\nalphas = [0.25, 0.35, 0.5, 0.75]\n[output]\ndir = "out"\n')
     assert main(["run", str(config)]) == 0
     out = tmp_path / "out"  # [output] dir is relative to the config file
     metrics = json.loads((out / "metrics.json").read_text())
@@ -79,7 +79,9 @@ def test_run_writes_metrics_artifacts_and_report_and_finds_truth(tmp_path, capsy
     assert {r["method"] for r in held_out} == {"raptor", "diff_means"} and len(held_out) == 8
     assert max(r["accuracy"] for r in held_out if r["method"] == "raptor") >= 0.9
     steering = metrics["steering"]
-    assert steering["test_flip_false_to_true"] >= 0.8 >= steering["test_control_flip_false_to_true"] + 0.5
+    assert steering["kl_neutral"] <= steering["kl_budget"] == 0.1  # the default budget, nats per token
+    assert steering["qualified"] is False  # 90% of flips costs more KL than that on the demo model
+    assert steering["test_flip_false_to_true"] >= 0.6 >= steering["test_control_flip_false_to_true"] + 0.5
     assert (out / "artifacts" / "probe_raptor.safetensors").is_file()
     assert (out / "artifacts" / "steering_vector.json").is_file()
     assert "Steering with the probe direction" in (out / "report.html").read_text()
@@ -168,8 +170,10 @@ steering: {{direction: diff_means, alphas: [1.0], neutral: null, verdict_suffix:
     assert all(0 <= r["auroc"] <= 1 for r in metrics["probes"]["held_out"])
     steering, printed = metrics["steering"], capsys.readouterr().out
     assert steering["direction"] == "diff_means" and {row["layer"] for row in steering["sweep"]} == {0, 1}
-    if steering.get("chosen", True) is None:
-        assert "no (layer, alpha) met the calibration criteria" in printed
+    if steering["nothing_to_flip"]:
+        assert "nothing to flip" in printed
+    elif steering.get("chosen", True) is None:
+        assert "no (layer, alpha) kept KL on neutral text within 0.1 nats/token" in printed
     else:
         assert 0 <= steering["test_flip_false_to_true"] <= 1 and "random control" in printed
 

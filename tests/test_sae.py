@@ -328,27 +328,61 @@ def test_k_is_chosen_by_cross_validation_on_train():
     assert chosen["cv_aurocs"][2] > chosen["cv_aurocs"][1] + 0.05
 
 
-def test_alpha_search_flags_an_unmatched_kl_and_raises_on_nan(monkeypatch):
-    from steerlab.sae import compare
+@pytest.mark.parametrize(("bits", "grid"), [(1, 2), (3, 7), (7, 1)])
+def test_the_batched_alpha_search_ends_where_bisection_does(bits, grid):
+    from steerlab.sae.compare import search_alpha_sequential, search_alphas
 
-    vector = SteeringVector(torch.ones(4), layers=0, provenance={"method": "toy"})
-    monkeypatch.setattr(compare, "kl_at", lambda model, vector, alpha, texts, reference: 0.1 * alpha)
-    alpha, kl, matched = compare.alpha_for_kl(None, vector, 0.5, [], [])
-    assert matched and abs(kl - 0.5) <= 0.1 and alpha == pytest.approx(5.0, rel=0.05)
-    monkeypatch.setattr(compare, "kl_at", lambda model, vector, alpha, texts, reference: 1e-3 * alpha)
+    curves = [lambda a: 0.1 * a, lambda a: 0.02 * a ** 2, lambda a: 1e-3 * a, lambda a: 5.0 * a, lambda a: 0.3 * a ** 0.5]
+    calls = []
+
+    def kl_of(pairs):
+        calls.append(len(pairs))
+        return [curves[index](alpha) for index, alpha in pairs]
+
+    found = search_alphas(kl_of, len(curves), 0.5, bits_per_round=bits, grid_per_round=grid)
+    for curve, (alpha, kl) in zip(curves, found):
+        assert alpha == search_alpha_sequential(curve, 0.5)
+        assert kl == pytest.approx(curve(alpha)) and (kl < 0.5 or alpha == 16.0)
+    # the grid (0.25 .. 16: 7 points, until every curve is bracketed), alpha_max, then one evaluation per round
+    assert len(calls) <= -(-7 // grid) + 1 + -(-7 // bits)
+    assert sum(calls) <= len(curves) * (7 + 1 + 2 ** bits - 1 + 7 // bits * (2 ** bits - 1))
+
+
+def test_batched_kls_equal_one_forward_per_setting(model):
+    from steerlab.sae.compare import kl_at, kls_at
+    from steerlab.steering.metrics import token_logprobs
+
+    texts = ["the team won the match .", "the food was great , we will come back .", "q : where is bakli ? a :"]
+    vectors = [SteeringVector(torch.randn(model.d_model, generator=torch.Generator().manual_seed(seed)) * 4.0,
+                              layers=layer, site="resid_post") for seed, layer in ((0, 1), (1, 2))]
+    settings = [(vector, alpha) for vector in vectors for alpha in (0.25, 1.0, 3.0)]
+    reference = token_logprobs(model, texts)
+    batched = kls_at(model, settings, texts)
+    single = [kl_at(model, vector, alpha, texts, reference) for vector, alpha in settings]
+    np.testing.assert_allclose(batched, single, atol=1e-5, rtol=1e-5)
+    assert len(set(np.round(single, 5))) == len(settings) and min(single) > 0
+
+
+def test_alpha_search_flags_an_unmatched_kl(model):
+    from steerlab.sae.compare import alphas_for_kl
+
+    neutral = ["the team won the match .", "the food was great ."]
+    tiny = SteeringVector(torch.ones(model.d_model) * 1e-4, layers=2, site="resid_post", provenance={"method": "toy"})
     with pytest.warns(UserWarning, match="KL not matched"):
-        alpha, kl, matched = compare.alpha_for_kl(None, vector, 0.5, [], [], alpha_max=16.0)
-    assert (alpha, matched) == (16.0, False) and kl == pytest.approx(0.016)
+        [(alpha, kl, matched)] = alphas_for_kl(model, [tiny], 0.5, neutral, alpha_max=16.0)
+    assert (alpha, matched) == (16.0, False) and kl < 0.01
 
 
 def test_kl_at_raises_on_a_non_finite_kl(model, sae):
-    from steerlab.sae.compare import kl_at
+    from steerlab.sae.compare import kl_at, kls_at
     from steerlab.steering.metrics import token_logprobs
 
     texts = ["the food was great ."]
     vector = SteeringVector(torch.ones(model.d_model), layers=2, site="resid_post")
     with pytest.raises(ValueError, match="non-finite"):  # 1e38 overflows float32 in the residual stream
         kl_at(model, vector, 1e38, texts, token_logprobs(model, texts))
+    with pytest.raises(ValueError, match="non-finite"):  # the batched path too
+        kls_at(model, [(vector, 1.0), (vector, 1e38)], texts)
 
 
 def test_the_random_control_is_oriented_on_train():

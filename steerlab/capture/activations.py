@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from steerlab.capture.shards import merge_shards
 from steerlab.capture.store import ShardStore
 
 
@@ -112,6 +113,23 @@ class Activations:
             store.write_shard(0, len(self.texts), tensors)
             store.mark_complete()
         return store.directory
+
+    @classmethod
+    def merge(cls, directories: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+              overwrite: bool = False) -> "Activations":
+        """Merge the folders of a sharded capture (``capture(..., shard=(i, N))``) into one store at ``out``.
+
+        Checks first that they are the N finished shards of one capture (one fingerprint of
+        texts + model + settings, one header) covering every text exactly once; the merged
+        store's files are hard links to the shards' files, so no tensor is copied (a byte
+        copy only across file systems). See :mod:`steerlab.capture.shards`.
+
+        Example:
+            >>> for i in range(3):                                                    # doctest: +SKIP
+            ...     steerlab.capture(model, texts, out=f"acts-{i}", shard=(i, 3))     # one per machine
+            >>> acts = Activations.merge([f"acts-{i}" for i in range(3)], out="acts")  # doctest: +SKIP
+        """
+        return cls.load(merge_shards(directories, out, overwrite=overwrite))
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Activations":

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from steerlab.capture.activations import Activations
 from steerlab.capture.positions import Position, PositionSelector, check_token_index, validate_position
+from steerlab.capture.shards import plan_shard
 from steerlab.capture.store import ShardStore
 from steerlab.models.adapter import ModelAdapter, load_model
 from steerlab.models.tokenization import encode, pad
@@ -38,6 +39,7 @@ def capture(
     dtype: torch.dtype = torch.float32,
     shard_size: int = 2048,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> Activations:
     """Capture activations of ``site`` at ``layers`` for each text.
 
@@ -60,6 +62,9 @@ def capture(
         dtype: dtype of the stored activations (float32 by default).
         shard_size: texts per shard when streaming to ``out`` (a resume may use another).
         progress: show a tqdm progress bar.
+        shard: ``(i, N)``: capture only shard i of N, texts ``[i*n//N, (i+1)*n//N)`` of the
+            texts as given, into ``out``; merge the N folders with :meth:`Activations.merge`
+            (see :mod:`steerlab.capture.shards`).
 
     Every argument is checked before the model runs: bad ones raise a TypeError or
     ValueError naming the problem and the fix.
@@ -84,6 +89,9 @@ def capture(
     layer_indices = _layer_indices(layers)
     metadata = _check_metadata(metadata, len(texts))
     out = _check_out(out)
+    plan = plan_shard(shard, texts, spans, out)
+    if plan is not None:  # this machine's slice of the texts; the store's header records which
+        texts, metadata, spans = plan.select(texts, metadata, spans)
 
     adapter = model if isinstance(model, ModelAdapter) else load_model(model)
     layer_list = resolve_layers(layer_indices, adapter.n_layers)
@@ -97,6 +105,8 @@ def capture(
                   "d_model": adapter.d_model, "dtype": str(dtype).removeprefix("torch.")}
         if adapter.provenance:  # only GGUF-converted models have one; other stores keep their identity
             header["model_provenance"] = adapter.provenance
+        if plan is not None:
+            header = plan.stamp(header, chat_template=chat_template, strict=strict)
         directory = _capture_to_store(job, ShardStore.create_or_resume(out, _versioned(header), texts, metadata),
                                       shard_size, progress, site)
         return Activations.load(directory)
@@ -253,7 +263,8 @@ def _capture_range(job: _Job, start: int, end: int, bar: tqdm) -> dict[str, torc
                 buffer[:, slot] = selector.select(activation).to("cpu", job.dtype)
             return fn
 
-        adapter.forward(batch, [(point, record(slot)) for slot, point in enumerate(job.points)])
+        # Only as far as the deepest requested site: no later blocks, no logits.
+        adapter.read(batch, [(point, record(slot)) for slot, point in enumerate(job.points)])
         rows.append(buffer)
         if position == "all":
             sequence, token = selector.row_indices()

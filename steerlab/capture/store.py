@@ -8,7 +8,9 @@ Layout of a store directory::
     shard-00000.safetensors  {"activations": [rows, n_layers, d_model],
                               "sequence_index", "token_index": [rows] (int64)}
 
-Each manifest entry records the text range ``[text_start, text_end)`` its shard covers.
+Each manifest entry records the text range ``[text_start, text_end)`` its shard covers, and
+optionally a ``sequence_offset`` added to its ``sequence_index`` when read (a store merged from
+shards of a sharded capture, :func:`link_store`, keeps the shards' files as they are).
 The manifest is the commit point: a shard is written to a temporary name, synced and
 renamed, and the manifest lists it only afterwards. So a capture killed at any moment
 leaves every listed shard complete, and the next run computes only the texts no listed
@@ -26,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -51,13 +54,18 @@ class StoreBusyError(RuntimeError):
     """Another process is writing the same store."""
 
 
-def fingerprint(texts: list[str]) -> str:
-    """A short hash of the texts, to refuse resuming a capture over different inputs."""
+def texts_sha256(texts: list[str]) -> str:
+    """The sha256 of the texts in order (each UTF-8 encoded, NUL-terminated)."""
     digest = hashlib.sha256()
     for text in texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def fingerprint(texts: list[str]) -> str:
+    """A short hash of the texts, to refuse resuming a capture over different inputs."""
+    return texts_sha256(texts)[:16]
 
 
 def remaining_ranges(finished: list[tuple[int, int]], n_texts: int, shard_size: int) -> list[tuple[int, int]]:
@@ -184,6 +192,9 @@ def _check_shard_entry(entry: Any, index: int, manifest_path: Path, n_texts: int
     if rows_are_texts and entry["rows"] != entry["text_end"] - entry["text_start"]:
         raise ValueError(f"{where} has {entry['rows']} rows for {entry['text_end'] - entry['text_start']} texts: "
                          "the store is damaged.")
+    offset = entry.get("sequence_offset", 0)
+    if not _is_int(offset) or offset < 0:
+        raise ValueError(f"{where} has sequence_offset {offset!r}, not a non-negative int: the store is damaged.")
     path = manifest_path.parent / name
     if path.is_symlink():
         raise ValueError(f"{where} names a symbolic link (to {os.readlink(path)}): refusing to read or write "
@@ -417,7 +428,46 @@ class ShardStore:
             if rows != shard["rows"]:
                 raise ValueError(f"{path} holds {rows} rows, but {self.manifest_path} (shard entry {index}) "
                                  f"lists {shard['rows']}: the store is damaged.")
+            if shard.get("sequence_offset") and "sequence_index" in tensors:  # a merged shard's local text numbers
+                tensors["sequence_index"] = tensors["sequence_index"] + shard["sequence_offset"]
             yield tensors
+
+
+def link_store(directory: Path, header: dict[str, Any], texts: list[str], metadata: dict[str, list],
+               parts: list[dict[str, Any]]) -> dict[str, int]:
+    """Write a finished store into the empty ``directory`` from existing shard files, without reading them.
+
+    ``parts``: in text order, ``{"source": path, "text_start", "text_end", "rows", "sequence_offset"}``
+    (offset None for none). Each source becomes ``shard-NNNNN.safetensors`` through a hard link
+    (a byte copy where linking fails, e.g. across file systems); store files are only ever
+    replaced by a rename, never rewritten, so the link's other name cannot change under it.
+    Returns how many files were linked and copied.
+    """
+    if any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is not empty: a merged store is written into a new folder.")
+    entries, counts = [], {"linked": 0, "copied": 0}
+    for number, part in enumerate(parts):
+        source = Path(part["source"])
+        refuse_symlink(source, "Shard file")
+        name = f"shard-{number:05d}.safetensors"
+        try:
+            os.link(source, directory / name)
+            counts["linked"] += 1
+        except OSError:  # another file system, or links not allowed there
+            shutil.copyfile(source, directory / name, follow_symlinks=False)
+            _sync_file(directory / name)
+            counts["copied"] += 1
+        entry = {"file": name, "text_start": part["text_start"], "text_end": part["text_end"], "rows": part["rows"]}
+        if part.get("sequence_offset"):
+            entry["sequence_offset"] = part["sequence_offset"]
+        entries.append(entry)
+    manifest = {**header, "format": FORMAT, "format_version": FORMAT_VERSION, "n_texts": len(texts),
+                "texts_fingerprint": fingerprint(texts), "shards": entries, "complete": True}
+    _check_manifest(manifest, directory / MANIFEST)
+    _check_complete_coverage(entries, len(texts), directory / MANIFEST)
+    _write_json(directory / TEXTS, {"texts": texts, "metadata": metadata})
+    _write_json(directory / MANIFEST, manifest)
+    return counts
 
 
 def _not_a_store(directory: Path) -> FileExistsError:

@@ -3,6 +3,8 @@
     steerlab demo                                   # the whole pipeline on the embedded demo model
     steerlab run run.toml                           # the same on your model and data (steerlab run --example)
     steerlab capture demo "q : where is Varo ? a :" --layers -1 --out acts/
+    steerlab capture demo --file texts.txt --shard 0/2 --out acts-0/    # then 1/2, then:
+    steerlab merge-captures acts-0 acts-1 --out acts/
     steerlab probe demo --dataset demo/cities --out probes/
     steerlab steer demo probes/artifacts/probe_diff_means --layer 1 --alpha 1 "varo is in"   # alpha x token norm
     steerlab report probes/ --overwrite
@@ -16,9 +18,11 @@ from typing import Sequence
 from steerlab.cli import commands
 from steerlab.cli.parser import build_parser
 
-COMMANDS = {"capture": commands.run_capture, "demo": commands.run_demo, "run": commands.run_pipeline_config,
+COMMANDS = {"capture": commands.run_capture, "merge-captures": commands.run_merge_captures, "demo": commands.run_demo, "run": commands.run_pipeline_config,
             "probe": commands.run_probe, "steer": commands.run_steer, "hallucination": commands.run_hallucination,
-            "train-sae": commands.run_train_sae, "report": commands.run_report, "models": commands.run_models}
+            "train-sae": commands.run_train_sae, "sae-feature": commands.run_sae_feature, "report": commands.run_report, "models": commands.run_models}
+
+MODEL_COMMANDS = {"capture", "demo", "run", "probe", "steer", "hallucination", "train-sae", "sae-feature"}  # the thread policy applies
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,7 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         setattr(args, free, getattr(args, free) + extra)
     try:
-        return COMMANDS[args.command](args)
+        if args.command not in MODEL_COMMANDS:
+            return COMMANDS[args.command](args)
+        from steerlab.cli.threads import command_threads
+
+        with command_threads():  # torch threads for this command (see steerlab.cli.threads), restored after
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:  # Ctrl-C: one line saying what was kept, the shell's code for SIGINT
         print(f"steerlab {args.command}: interrupted. {commands.after_interrupt(args)}", file=sys.stderr)
         return 130

@@ -15,19 +15,47 @@ from steerlab.cli.summary import hallucination_table, print_demo_summary, print_
 
 
 def run_capture(args: argparse.Namespace) -> int:
+    import torch
+
     import steerlab
+    from steerlab.datasets import read_text_column
     from steerlab.report.terminal import text_table
 
     texts = list(args.texts) + file_lines(args.file)
+    if args.data is not None:
+        texts += read_text_column(args.data, args.text_column)
     if not texts:
-        raise ValueError("no texts given; pass them as arguments or with --file.")
-    model = steerlab.load_model(args.model, backend=args.backend)
+        raise ValueError("no texts given; pass them as arguments, with --file or with --data.")
+    model = steerlab.load_model(args.model, backend=args.backend, device=args.device,
+                                dtype=None if args.dtype is None else getattr(torch, args.dtype))
     acts = steerlab.capture(model, texts, layers=args.layers, site=args.site, position=args.position,
-                            batch_size=args.batch_size, out=args.out)
-    values = acts.values
+                            batch_size=args.batch_size, out=args.out, dtype=getattr(torch, args.store_dtype),
+                            shard=args.shard)
     print(acts)
-    print(text_table([{"layer": layer, "mean |h|": values[:, slot].norm(dim=-1).mean().item()}
-                      for slot, layer in enumerate(acts.layers)]))
+    print(text_table([{"layer": layer, "mean |h|": norm} for layer, norm in zip(acts.layers, mean_norms(acts))]))
+    if args.shard is not None:
+        print(f"shard {args.shard[0]}/{args.shard[1]} -> {args.out}; once all {args.shard[1]} are done: "
+              f"steerlab merge-captures DIR... --out MERGED")
+    return 0
+
+
+def mean_norms(acts: Any) -> list[float]:
+    """Per captured layer, the mean ``||h||`` over rows, read shard by shard (bounded memory)."""
+    total, rows = None, 0
+    for chunk in acts.iter_shards():  # [rows, n_layers, d_model]
+        norms = chunk.float().norm(dim=-1).sum(dim=0)
+        total = norms if total is None else total + norms
+        rows += chunk.shape[0]
+    return (total / rows).tolist()
+
+
+def run_merge_captures(args: argparse.Namespace) -> int:
+    from steerlab.capture import Activations
+
+    acts = Activations.merge(args.dirs, args.out, overwrite=args.overwrite)
+    print(acts)
+    print(f"steerlab merge-captures -> {args.out} ({len(args.dirs)} shards; shard files hard-linked, not copied, "
+          "where the folders share a file system)")
     return 0
 
 
@@ -168,6 +196,36 @@ def run_train_sae(args: argparse.Namespace) -> int:
     card = run(args, command)
     print(json.dumps(card["quality_heldout"], indent=1))
     print(f"steerlab train-sae -> {args.out} (load it with steerlab.sae.load_sae({str(args.out)!r}, model=...))")
+    return 0
+
+
+def run_sae_feature(args: argparse.Namespace) -> int:
+    """``steerlab sae-feature MODEL FEATURE...``: one HTML page with each feature's contexts and logit lens."""
+    import steerlab
+    from steerlab.sae import feature_view, load_sae, write_feature_page
+    from steerlab.sae.loading import SHIPPED_MODEL_SAES
+
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists: pass --overwrite to replace it, or choose another --out.")
+    source = args.sae or ("demo" if args.model == "demo" else args.model if args.model in SHIPPED_MODEL_SAES else None)
+    if source is None:
+        raise ValueError(f"No SAE is shipped for {args.model!r}: pass --sae DIR (a sae.save_model folder).")
+    if args.file is None and args.model != "demo":
+        raise ValueError("Pass --file with the texts to look for activations in (one per line).")
+    if args.file is not None:
+        from steerlab.datasets import read_lines
+
+        texts = read_lines(args.file)
+    else:
+        from steerlab.sae import demo_corpus
+
+        texts = demo_corpus(300, seed=999)  # held-out demo text (the demo SAEs were trained on seeds >= 1000)
+    model = steerlab.load_model(args.model, backend=args.backend)
+    sae = load_sae(source, model=model)
+    views = [feature_view(model, sae, feature, texts, top=args.top) for feature in args.features]
+    for view in views:
+        print(view)
+    print(f"steerlab sae-feature -> {write_feature_page(views, args.out)}")
     return 0
 
 

@@ -17,11 +17,13 @@ a first session:
   steerlab run run.toml
 
 each stage on its own:
-  capture        activations to a folder (safetensors shards + JSON)
+  capture        activations to a folder (safetensors shards + JSON); --shard i/N for one of N machines
+  merge-captures join the folders of a sharded capture into one
   probe          probes at every layer of a model on a labelled dataset
   steer          generate with and without a steering vector or probe direction
   hallucination  token-level hallucination probes on the model's own answers
   train-sae      a sparse autoencoder on a model's activations (sae-lens)
+  sae-feature    what SAE features are: top-activating contexts and the tokens they promote (HTML)
   report         rebuild report.html from a run folder's saved sections
 
 real models (from the package index, converted once into steerlab's cache):
@@ -38,6 +40,19 @@ def layers(text: str) -> list[int] | None:
         return [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--layers takes 'all' or comma-separated ints like '0,2,-1', got {text!r}")
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``i/N`` with ``0 <= i < N``."""
+    from steerlab.capture.shards import parse_shard  # re and dataclasses only: --help stays light
+
+    try:
+        return parse_shard(text)
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("capture: ")) from None
 
 
 def position(text: str) -> str | int:
@@ -132,16 +147,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     capture = command(commands, "capture", "capture activations to a directory (safetensors + JSON)",
                        "Capture one site's activations at chosen layers and token positions, streamed to disk; "
-                       "running it again on the same --out resumes an unfinished capture.",
-                       "steerlab capture demo --file texts.txt --layers 0,-1 --position mean --out acts/")
+                       "running it again on the same --out resumes an unfinished capture. With --shard i/N it "
+                       "captures only the i-th of N contiguous slices of the texts (one per machine); "
+                       "`steerlab merge-captures` joins the N folders.",
+                       "steerlab capture demo --file texts.txt --layers 0,-1 --position mean --out acts/\n"
+                       "  steerlab capture MODEL --data corpus.csv --text-column text --shard 0/4 --out acts-0/")
     model_arguments(capture)
-    capture.add_argument("texts", nargs="*", help="texts to run (or use --file)")
+    capture.add_argument("texts", nargs="*", help="texts to run (or use --file / --data)")
     capture.add_argument("--file", type=Path, help="a text file with one input per line")
+    capture.add_argument("--data", type=Path, help="a CSV (header row) or .jsonl file; texts from --text-column")
+    capture.add_argument("--text-column", default="text", help="the --data column holding the texts (default: text)")
     capture.add_argument("--out", type=Path, required=True, help="output directory (must be new, or a capture to resume)")
     capture.add_argument("--site", default="resid_post", help="resid_pre, resid_mid, resid_post, attn_out, mlp_out")
     capture.add_argument("--layers", type=layers, default=None, help="'all' (default) or e.g. '0,2,-1'")
     capture.add_argument("--position", type=position, default="last", help="last, mean, all, or a token index")
     capture.add_argument("--batch-size", type=positive_int, default=32)
+    capture.add_argument("--device", default=None, help="where to run the model, e.g. cpu, cuda, cuda:1")
+    capture.add_argument("--dtype", default=None, choices=DTYPES, help="the model's weights dtype (default: as saved)")
+    capture.add_argument("--store-dtype", default="float32", choices=DTYPES,
+                         help="dtype of the stored activations (default: float32)")
+    capture.add_argument("--shard", type=shard, default=None, metavar="i/N",
+                         help="capture only shard i of N (0 <= i < N): texts [i*n/N, (i+1)*n/N) in file order")
+
+    merge = command(commands, "merge-captures", "join the folders of a sharded capture into one",
+                    "Check that the folders are the N finished shards of one `steerlab capture --shard i/N` run "
+                    "(same texts, model and settings: one fingerprint) covering every text exactly once, then "
+                    "write one activation store whose files are hard links to the shards' (no tensor is copied).",
+                    "steerlab merge-captures acts-0 acts-1 acts-2 --out acts")
+    merge.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="the shard folders (any order)")
+    output_arguments(merge)
 
     probe = command(commands, "probe", "probes at every layer on a labelled dataset (no steering)",
                      "Capture the dataset's texts, sweep probe methods over layers, fit each on the training rows, "
@@ -205,6 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
     from steerlab.sae.train import add_arguments  # argparse only: keeps --help instant
 
     add_arguments(train_sae)
+
+    feature = command(commands, "sae-feature", "an HTML page of SAE features: top contexts and promoted tokens",
+                      "For each feature: its top-activating contexts over your texts (tokens coloured by the latent's "
+                      "activation) and the tokens its decoder row promotes and suppresses (logit lens), in one "
+                      "self-contained page (plotly embedded, opens offline). --sae defaults to the SAE shipped for "
+                      "the model (demo, smollm2-135m-instruct); --file defaults to held-out demo text on the demo model.",
+                      "steerlab sae-feature smollm2-135m-instruct 12 345 --file texts.txt --out features.html")
+    model_arguments(feature)
+    feature.add_argument("features", nargs="+", type=int, metavar="FEATURE", help="latent indices")
+    feature.add_argument("--sae", default=None, help="'demo', a shipped model's name, or a sae.save_model directory")
+    feature.add_argument("--file", type=Path, default=None, help="texts to look for activations in, one per line")
+    feature.add_argument("--top", type=positive_int, default=10, help="contexts per feature")
+    feature.add_argument("--out", type=Path, required=True, help="the HTML page to write")
+    feature.add_argument("--overwrite", action="store_true", help="replace an existing page")
 
     report = command(commands, "report", "rebuild report.html from a run folder",
                       "Assemble report.html from the sections each stage saved under DIR/sections/ "

@@ -23,12 +23,16 @@ def steering_line(steering: dict[str, Any]) -> str:
     if steering.get("nothing_to_flip"):
         return ("  steering: not measured: the model judges every false calibration statement true under this verdict "
                 "readout (nothing to flip; see report.html)")
+    budget = steering.get("kl_budget")
     if steering.get("layer") is None:
-        return "  steering: no (layer, alpha) met the calibration criteria (see report.html)"
+        return f"  steering: no (layer, alpha) kept KL on neutral text within {budget} nats/token (see report.html)"
+    status = ("" if steering.get("qualified", True) else
+              f" [target {steering['target']:.0%} not reached within the budget: best within it shown]")
     return (f"  steering: {steering.get('direction', 'mass-mean')} at layer {steering['layer']}, alpha "
             f"{steering['alpha_norm_units']} x median norm: flips {steering['test_flip_false_to_true']:.0%} / "
             f"{steering['test_flip_true_to_false']:.0%} (random control {steering['test_control_flip_false_to_true']:.0%}"
-            f" / {steering['test_control_flip_true_to_false']:.0%}), KL {steering['kl_neutral']:.3f}")
+            f" / {steering['test_control_flip_true_to_false']:.0%}), KL {steering['kl_neutral']:.3f} "
+            f"(budget {budget}){status}")
 
 
 def hallucination_table(hallucination: dict[str, Any]) -> str:

@@ -13,9 +13,10 @@ from steerlab.datasets.builtin import available, load
 from steerlab.datasets.concept_dataset import ConceptDataset, QADataset
 from steerlab.datasets.contrast_pairs import ContrastPairs
 from steerlab.datasets.user_data import (DatasetFormatError, from_csv, from_hf, from_jsonl, qa_from_csv,
-                                         read_lines, split_by_group)
+                                         read_lines, read_text_column, split_by_group)
 
 __all__ = [
     "ConceptDataset", "ContrastPairs", "DatasetFormatError", "QADataset", "available",
-    "from_csv", "from_hf", "from_jsonl", "load", "qa_from_csv", "read_lines", "split_by_group",
+    "from_csv", "from_hf", "from_jsonl", "load", "qa_from_csv", "read_lines", "read_text_column",
+    "split_by_group",
 ]

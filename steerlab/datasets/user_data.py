@@ -167,6 +167,12 @@ def from_jsonl(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    rows, lines = _read_jsonl(path)
+    return rows_to_dataset(rows, str(path), text_column, label_column, group_column, name, domain, line_numbers=lines)
+
+
+def _read_jsonl(path: Path) -> tuple[list[Any], list[int]]:
+    """(objects, the file line of each) of a JSON-lines file; blank lines are skipped."""
     rows, lines = [], []
     for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
@@ -176,7 +182,29 @@ def from_jsonl(
         except json.JSONDecodeError as err:
             raise DatasetFormatError(f"{path}: line {number} is not valid JSON ({err.msg}); write one object per line.") from err
         lines.append(number)
-    return rows_to_dataset(rows, str(path), text_column, label_column, group_column, name, domain, line_numbers=lines)
+    return rows, lines
+
+
+def read_text_column(path: str | Path, text_column: str = "text") -> list[str]:
+    """One column of a CSV (header row) or JSON-lines file (``.jsonl``) as a list of texts, unlabelled.
+
+    For corpora to capture activations over (``steerlab capture --data FILE --text-column COL``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    rows, lines = _read_jsonl(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _read_csv(path)
+    if not rows:
+        raise DatasetFormatError(f"{path}: no rows; expected a header row (or one JSON object per line) and texts.")
+    texts = []
+    for row, line in zip(rows, lines):
+        value = row.get(text_column) if isinstance(row, Mapping) else None
+        if value is None:
+            found = sorted(map(str, row)) if isinstance(row, Mapping) else type(row).__name__
+            raise DatasetFormatError(f"{path}: line {line} has no column {text_column!r} (found {found}); pass "
+                                     "--text-column / text_column= naming the column that holds the texts.")
+        texts.append(str(value))
+    return texts
 
 
 def from_hf(

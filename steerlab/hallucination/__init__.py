@@ -5,8 +5,10 @@ arXiv 2512.20949) and of the linear probes it extends (Obeso et al., arXiv 2509.
 
 1. :func:`generate_and_capture`: greedy answers, the hidden states of every generated
    token ``[n_tokens, n_layers, d_model]``, and each token's output confidence;
-2. :func:`reference_labels` (checked against a reference answer) or
-   :func:`spans_to_token_labels` (annotated character spans) -> token and answer labels;
+2. :func:`reference_labels` (checked against a reference answer), :func:`check_answers`
+   (free-text answers checked through their first mention of an answer, with an alias table
+   such as :func:`country_table`) or :func:`spans_to_token_labels` (annotated character spans)
+   -> token and answer labels;
 3. :class:`~steerlab.probes.HallucinationProbe` (MLP, joint loss) or
    :class:`~steerlab.probes.LinearTokenProbe` on one layer, chosen with
    :func:`search_layer` (Bayesian optimisation, optuna TPE);
@@ -35,7 +37,9 @@ from steerlab.lazy_exports import lazy_exports
 
 _LAZY = {
     "GeneratedTokens": "generation", "generate_and_capture": "generation", "capture_answers": "generation",
-    "capture_token_ids": "generation",
+    "capture_token_ids": "generation", "generate_answers": "generation",
+    "MentionTable": "mentions", "Mention": "mentions", "Claim": "mentions", "check_answers": "mentions",
+    "checked_answers": "mentions", "token_spans": "mentions", "country_table": "countries",
     "TokenLabels": "labels", "reference_labels": "labels", "spans_to_token_labels": "labels",
     "confidence_scores": "evaluation", "detection_metrics": "evaluation", "method_table": "evaluation",
     "LayerSearchResult": "layer_search", "search_layer": "layer_search",

@@ -99,6 +99,17 @@ class GeneratedTokens:
         scores = torch.as_tensor(np.stack([self.max_prob, self.entropy], axis=1), dtype=own.dtype)
         return probe_features(own, producing, scores if confidence else None, state)
 
+    def select(self, rows: Sequence[int] | np.ndarray) -> "GeneratedTokens":
+        """The token rows ``rows`` (e.g. one split's), every per-token field cut alike; the per-answer fields
+        (prompts, answers) and ``answer_index`` values are kept, so answers keep their ids."""
+        import dataclasses
+
+        rows = np.asarray(rows, dtype=np.int64)
+        per_row = {key: getattr(self, key)[torch.as_tensor(rows) if key in ("hidden", "producing") else rows]
+                   for key in ("hidden", "producing", "token_ids", "answer_index", "position", "max_prob", "entropy",
+                               "token_prob")}
+        return dataclasses.replace(self, tokens=[self.tokens[r] for r in rows], **per_row)
+
     def all_layer_features(self, state: str = "token", confidence: bool = False) -> torch.Tensor:
         """:meth:`features` at every captured layer: ``[n, n_layers, width]`` (for layer searches)."""
         return torch.stack([self.features(layer, state, confidence) for layer in self.layers], dim=1)
@@ -110,7 +121,7 @@ class GeneratedTokens:
 
 def generate_and_capture(adapter: ModelAdapter, prompts: Sequence[str], *, layers: int | Sequence[int] | None = None,
                          site: str = "resid_post", max_new_tokens: int = 8, batch_size: int = 64,
-                         progress: bool = True) -> GeneratedTokens:
+                         progress: bool = True, chat_template: bool = False) -> GeneratedTokens:
     """Greedy answers to ``prompts`` and the hidden states of every generated token.
 
     Args:
@@ -122,13 +133,26 @@ def generate_and_capture(adapter: ModelAdapter, prompts: Sequence[str], *, layer
             which is not kept as a row (it is no text).
         batch_size: prompts per generation / forward batch.
         progress: tqdm progress bar.
+        chat_template: wrap each prompt as a user message of the tokenizer's chat template
+            (with the generation prompt), as a chat model is asked.
 
     Returns:
         :class:`GeneratedTokens` with ``hidden [n_tokens, n_layers, d_model]``.
     """
     for layer in resolve_layers(layers, adapter.n_layers):  # fail before generating, not after
         adapter.point(validate_site(site), layer)
-    prompt_ids = encode(adapter.tokenizer, prompts, max_length=adapter.context_length, strict=True)
+    prompt_ids, answer_ids = generate_answers(adapter, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                              progress=progress, chat_template=chat_template)
+    return capture_token_ids(adapter, prompt_ids, answer_ids, prompts=prompts, layers=layers, site=site,
+                             batch_size=batch_size, progress=progress)
+
+
+def generate_answers(adapter: ModelAdapter, prompts: Sequence[str], *, max_new_tokens: int = 8, batch_size: int = 64,
+                     progress: bool = True, chat_template: bool = False) -> tuple[list[list[int]], list[list[int]]]:
+    """``(prompt_ids, answer_ids)``: the prompts' token ids and each greedy answer's ids up to (not including)
+    the first stop token. Pass them (or the part of each answer you checked) to :func:`capture_token_ids`."""
+    prompt_ids = encode(adapter.tokenizer, prompts, max_length=adapter.context_length, strict=True,
+                        chat_template=chat_template)
     stop_ids = stop_token_ids(adapter)
     answer_ids: list[list[int]] = []
     with torch.no_grad():
@@ -136,8 +160,7 @@ def generate_and_capture(adapter: ModelAdapter, prompts: Sequence[str], *, layer
             batch = pad(prompt_ids[start:start + batch_size], pad_id=adapter.pad_token_id, side="left")
             new = adapter.generate_ids(batch, max_new_tokens=max_new_tokens).cpu()
             answer_ids += [_until_stop(row.tolist(), stop_ids) for row in new]
-    return capture_token_ids(adapter, prompt_ids, answer_ids, prompts=prompts, layers=layers, site=site,
-                             batch_size=batch_size, progress=progress)
+    return prompt_ids, answer_ids
 
 
 def capture_answers(adapter: ModelAdapter, prompts: Sequence[str], answers: Sequence[str], *,

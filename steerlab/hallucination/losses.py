@@ -3,10 +3,15 @@
 Spans are given as ``span [n_tokens]`` (int64, 0..n_spans-1: which span each token is
 in) and ``span_label [n_spans]`` (0/1: does the span contain a hallucination).
 
-* Liang & Wang (arXiv 2512.20949), "multi-objective joint loss": :func:`focal_loss` on
-  tokens + :func:`soft_span_loss` (a smooth max over a span's logits against the span
-  label) + :func:`sparsity_loss` (few flagged tokens per span), weights configurable
-  (the paper does not publish them; its KL term is not implemented here).
+* Liang & Wang (arXiv 2512.20949, "Neural Probe-Based Hallucination Detection for Large
+  Language Models"), "multi-objective joint loss": :func:`focal_loss` on tokens +
+  :func:`soft_span_loss` (a smooth max over a span's logits against the span label) +
+  :func:`sparsity_loss` (few flagged tokens per span) + a KL term, weights configurable (the
+  paper publishes neither the weights nor the KL term's form). The language model is frozen,
+  so a KL between its output distributions with and without the probe (the LoRA regulariser
+  of Obeso et al.) would be zero; steerlab's KL term is :func:`dropout_kl`, the consistency of
+  the probe's own predictions under dropout (R-Drop: Liang et al., "R-Drop: Regularized
+  Dropout for Neural Networks"), which serves the paper's stated aim of detection stability.
 * Obeso et al. (arXiv 2509.03531): token BCE + BCE of the span's max logit
   (:func:`max_span_loss`), the span weight annealed from 0 to 1 (:func:`annealed_weight`).
 
@@ -77,6 +82,20 @@ def sparsity_loss(z: torch.Tensor, span: torch.Tensor, n_spans: int) -> torch.Te
     length = torch.zeros(n_spans, dtype=z.dtype, device=z.device).index_add(0, span, torch.ones_like(p))
     rest = (total - segment_max(p, span, n_spans)) / (length - 1).clamp(min=1)
     return rest.mean()
+
+
+def dropout_kl(z: torch.Tensor, z_other: torch.Tensor) -> torch.Tensor:
+    """Symmetric KL between the Bernoulli predictions of two passes over the same tokens, mean per token.
+
+    ``z`` and ``z_other`` ``[n]`` are logits of two forward passes with different dropout masks
+    (R-Drop); ``(KL(p || q) + KL(q || p)) / 2`` with ``p = sigmoid(z)``, ``q = sigmoid(z_other)``,
+    computed from log-sigmoids (stable for large logits). Zero when the passes agree.
+    """
+    def kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(a) * (F.logsigmoid(a) - F.logsigmoid(b)) + torch.sigmoid(-a) * (
+            F.logsigmoid(-a) - F.logsigmoid(-b))
+
+    return ((kl(z, z_other) + kl(z_other, z)) / 2).mean()
 
 
 def annealed_weight(epoch: int, anneal_epochs: int) -> float:

@@ -1,10 +1,12 @@
 """The model adapter: the ONE place where backends differ.
 
 Every stage of steerlab (capture, probes, steering, SAEs) talks to a
-:class:`ModelAdapter` through four operations, and never asks which backend it is:
+:class:`ModelAdapter` through five operations, and never asks which backend it is:
 
 * ``adapter.tokenize(texts)``: the tokenizer's own ids, padded by steerlab;
 * ``adapter.forward(batch, fns)``: one forward pass with *site functions* applied;
+* ``adapter.read(batch, fns)``: the same pass cut short after the deepest site in ``fns``
+  (no later blocks, no logits), for capture;
 * ``adapter.hooks(fns)``: a context manager keeping site functions on every forward
   (and every generation step) run inside it, removed on exit and on exceptions;
 * ``adapter.generate(texts, ...)``: greedy or sampled continuations, optionally with
@@ -31,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import itertools
 import operator
 import tempfile
 import warnings
@@ -82,6 +85,19 @@ def _apply_fns(point: SitePoint, fns: list[SiteFn], activation: torch.Tensor) ->
                 )
             edited = result
     return edited
+
+
+class _StopForward(Exception):
+    """Raised by :func:`_stop_forward` to end a :meth:`ModelAdapter.read` pass; caught by the adapter only."""
+
+
+def _stop_forward(activation: torch.Tensor) -> None:
+    raise _StopForward
+
+
+def _deepest(fns: SiteFns) -> SitePoint:
+    """The point of ``fns`` that a forward pass reaches last."""
+    return max((point for point, _ in fns), key=lambda point: point.execution_key)
 
 
 def _unwrap(output: Any) -> torch.Tensor:
@@ -195,6 +211,20 @@ class ModelAdapter:
         with self._guard.running(), self._claimed_if(fns):
             return self._forward(batch.to(self.device), fns)
 
+    def read(self, batch: TokenBatch, fns: SiteFns) -> None:
+        """One forward pass run only as far as ``fns`` need (what :func:`steerlab.capture` uses).
+
+        The site functions see exactly the activations :meth:`forward` would give them, but
+        the pass stops once the deepest of their sites has run: the later blocks, the final
+        norm and the LM head (more than half of Gemma-3-270M's FLOPs) are never computed, so
+        nothing is returned. Hooks are removed afterwards, also when the pass is cut short.
+        """
+        self._check_fns(fns)
+        if not fns:
+            raise ValueError("read needs at least one (point, fn) pair: a pass with nothing to read computes nothing.")
+        with self._guard.running(), self._claimed_if(fns):
+            self._read(batch.to(self.device), fns)
+
     @contextlib.contextmanager
     def hooks(self, fns: SiteFns) -> Iterator[None]:
         """Keep site functions on every forward inside the block; always removed on exit.
@@ -228,6 +258,23 @@ class ModelAdapter:
         max_new_tokens = self._check_context(batch, max_new_tokens)
         with self._guard.running(), self._claimed_if(fns):
             return self._generate_ids(batch.to(self.device), max_new_tokens, do_sample, fns, **kwargs)
+
+    def forward_cached(self, input_ids: torch.Tensor, cache: Any = None, fns: SiteFns = ()) -> tuple[torch.Tensor, Any]:
+        """One step of incremental decoding with the KV cache: ``(logits [1, new, vocab], cache)``.
+
+        ``input_ids [1, new]`` (one sequence, no padding) continue the tokens already held in
+        ``cache`` (None: a fresh sequence); pass the returned cache (the backend's own object)
+        to the next call. Site functions see the new positions only, ``[1, new, d_model]``.
+        Each call runs only the new tokens through the model, so streaming ``n`` tokens costs
+        ``n`` one-token passes instead of ``n`` passes over the growing sequence.
+        """
+        self._check_fns(fns)
+        if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.shape[0] != 1 \
+                or input_ids.shape[1] == 0:
+            raise ValueError("forward_cached takes the new token ids of ONE sequence as a [1, new] tensor with "
+                             f"new >= 1, got {getattr(input_ids, 'shape', type(input_ids).__name__)}.")
+        with self._guard.running(), self._claimed_if(fns):
+            return self._forward_cached(input_ids.to(self.device), cache, fns)
 
     def _check_context(self, batch: TokenBatch, max_new_tokens: Any) -> int:
         """``max_new_tokens`` as an int, or a ValueError if a prompt plus it would overflow the context."""
@@ -323,6 +370,14 @@ class ModelAdapter:
     def _attach(self, fns: SiteFns) -> contextlib.AbstractContextManager:
         raise NotImplementedError
 
+    def _read(self, batch: TokenBatch, fns: SiteFns) -> None:
+        """Torch-hook backends: one more site function at the deepest point, run after the others
+        there, stops the pass; a pass that never reaches it (none should) simply runs to the end."""
+        try:
+            self._forward(batch, [*fns, (_deepest(fns), _stop_forward)])
+        except _StopForward:
+            pass
+
     def _generate_ids(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
                       **kwargs: Any) -> torch.Tensor:
         raise NotImplementedError
@@ -383,6 +438,13 @@ class HFAdapter(ModelAdapter):
         with self._attach(fns):
             return _hf_generate(self, batch, max_new_tokens, do_sample, **kwargs)
 
+    def _forward_cached(self, input_ids: torch.Tensor, cache: Any, fns: SiteFns) -> tuple[torch.Tensor, Any]:
+        if getattr(self, "remote", False):
+            raise ValueError("forward_cached runs the local weights step by step; a remote (NDIF) nnsight model "
+                             "has none: load the model locally (remote=False).")
+        with self._attach(fns):
+            return _hf_forward_cached(self.hf_model, input_ids, cache)
+
 
 def _context_message(index: int, length: int, max_new_tokens: int, context: int) -> str:
     """Why prompt ``index`` cannot be generated from, and what to change."""
@@ -393,6 +455,18 @@ def _context_message(index: int, length: int, max_new_tokens: int, context: int)
         fix += f", or lower max_new_tokens to {context - length}"
     return (f"Prompt {index} has {length} tokens; with max_new_tokens={max_new_tokens} generation would reach "
             f"{total} tokens, past the model's context length of {context} tokens: {fix}.")
+
+
+def _hf_forward_cached(hf_model: Any, input_ids: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+    """A transformers forward of new tokens continuing ``cache`` (a fresh one when None); ``(logits, cache)``.
+
+    transformers >= 5.24 names the cache ``cache`` (in and out); earlier versions ``past_key_values``.
+    """
+    import inspect
+
+    name = "cache" if "cache" in inspect.signature(hf_model.forward).parameters else "past_key_values"
+    output = hf_model(input_ids=input_ids, use_cache=True, **{name: cache})
+    return output.logits, getattr(output, name)
 
 
 def _hf_generate(adapter: ModelAdapter, batch: TokenBatch, max_new_tokens: int, do_sample: bool,
@@ -492,6 +566,14 @@ class NNsightAdapter(HFAdapter):
             logits = self.nnsight_model.output.logits.save()
         return logits
 
+    def _read(self, batch: TokenBatch, fns: SiteFns) -> None:
+        stop = _deepest(fns)
+        # The open hooks() blocks' functions up to the stop point; the pass never reaches later ones.
+        fns = [(point, fn) for point, fn in [*self._persistent, *fns] if point.execution_key <= stop.execution_key]
+        with self._trace_scope(), self.nnsight_model.trace(self._inputs(batch), remote=self.remote) as tracer:
+            self._intervene(fns)
+            tracer.stop()
+
     def _generate_ids(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
                       **kwargs: Any) -> torch.Tensor:
         fns = [*self._persistent, *fns]
@@ -526,6 +608,7 @@ class TransformerLensAdapter(ModelAdapter):
         if tokenizer is None:
             raise ValueError("This TransformerLens model has no tokenizer; attach one (model.set_tokenizer(tok)) first.")
         cfg = tl_model.cfg
+        self._hook_points: dict[str, Any] = {}
         super().__init__(name=name, tokenizer=tokenizer, hf_model=hf_model, n_layers=cfg.n_layers,
                          d_model=cfg.d_model, context_length=getattr(cfg, "n_ctx", None), root=tl_model)
         if hf_model is not None:
@@ -539,16 +622,37 @@ class TransformerLensAdapter(ModelAdapter):
             return super()._past_length(kwargs)
         return None  # HookedTransformer's own cache: inferred from the sequence of forwards
 
+    def _hook_point(self, name: str) -> Any:
+        """The HookPoint called ``name``, or None.
+
+        The bridge's ``hook_dict`` resolves every alias anew on each access, which cost more
+        than the forward pass of a small model when read per point per batch (the bridge's
+        2.45x capture time); it is read once, and again only for a name it lacks.
+        """
+        if name not in self._hook_points:
+            self._hook_points = dict(self.tl_model.hook_dict)
+        return self._hook_points.get(name)
+
     def _check_available(self, point: SitePoint) -> None:
-        if point.hook_name not in self.tl_model.hook_dict:
+        if self._hook_point(point.hook_name) is None:
             raise ValueError(f"This model has no hook point {point.hook_name} (site {point.site!r} is not "
                              "available for its architecture).")
 
     @contextlib.contextmanager
     def _attach(self, fns: SiteFns) -> Iterator[None]:
-        hooks = [(point.hook_name, _tl_hook(point, group)) for point, group in _group_by_point(fns).items()]
-        with self.tl_model.hooks(fwd_hooks=hooks):
+        # TransformerLens' own add_hook (its tensor conversions apply), under a level of our own
+        # so that exactly these hooks are removed; model.hooks() would rebuild hook_dict twice per call.
+        level = next(_TL_HOOK_LEVELS)
+        hook_points = []
+        try:
+            for point, group in _group_by_point(fns).items():
+                hook_point = self._hook_point(point.hook_name)
+                hook_points.append(hook_point)
+                hook_point.add_hook(_tl_hook(point, group), dir="fwd", level=level)
             yield
+        finally:
+            for hook_point in hook_points:
+                hook_point.remove_hooks(dir="fwd", level=level)
 
     def _forward(self, batch: TokenBatch, fns: SiteFns) -> torch.Tensor:
         with self._attach(fns):
@@ -574,6 +678,16 @@ class TransformerLensAdapter(ModelAdapter):
         for i, row in enumerate(rows):
             padded[i, : len(row)] = row
         return padded
+
+    def _forward_cached(self, input_ids: torch.Tensor, cache: Any, fns: SiteFns) -> tuple[torch.Tensor, Any]:
+        with self._attach(fns):
+            if self.hf_model is not None:  # a bridge: its hook points fire inside the HF modules
+                return _hf_forward_cached(self.hf_model, input_ids, cache)
+            if cache is None:  # HookedTransformer: its own cache, filled in place
+                from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+                cache = TransformerLensKeyValueCache.init_cache(self.tl_model.cfg, self.tl_model.cfg.device, 1)
+            return self.tl_model(input_ids, return_type="logits", past_kv_cache=cache), cache
 
 
 def _pass_kv_cache_to_bridge_attention(bridge: torch.nn.Module) -> None:
@@ -603,6 +717,10 @@ def _pass_kv_cache_to_bridge_attention(bridge: torch.nn.Module) -> None:
                 and not getattr(module, "_steerlab_cache_kwarg", False)):
             module.register_forward_pre_hook(rename_cache, with_kwargs=True)
             module._steerlab_cache_kwarg = True
+
+
+# TransformerLens hook levels for steerlab's hooks, far from the small ones its own hooks() contexts use.
+_TL_HOOK_LEVELS = itertools.count(1 << 40)
 
 
 def _tl_hook(point: SitePoint, group: list[SiteFn]) -> Callable:

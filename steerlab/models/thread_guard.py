@@ -3,6 +3,18 @@
 While a thread has steering or recording hooks open on a model, a forward pass of that model
 from another thread would run them too (coming out steered, or recorded into the wrong block).
 :class:`ThreadGuard` refuses such calls with an error that names the fix instead.
+
+Torch's own threads (the thread policy): the library does not change torch's global settings
+(``torch.set_num_threads``, interop threads, flush-denormal) behind a user's back, so a user's
+choices stay as they are (one exception: the probes' solver runs LAPACK ``eigh`` on one thread
+and restores the count right after, ``steerlab.probes.logistic_solver``). Its speed on a busy
+machine comes from doing fewer, larger forwards (sweeps and KL searches run many alphas in one
+batched forward, :mod:`steerlab.steering.batching`), not from process-wide state. Only the
+``steerlab`` command line chooses, for its own process and for the duration of a command
+(restored afterwards): ``STEERLAB_THREADS=N``, else whatever ``OMP_NUM_THREADS`` /
+``MKL_NUM_THREADS`` say, else the cores not kept busy by other processes (one thread beside a
+CPU hog on 2 cores, both on a quiet machine); see :mod:`steerlab.cli.threads`. In your own
+scripts on a shared machine with a small model, call ``torch.set_num_threads(1)`` yourself.
 """
 
 from __future__ import annotations

@@ -42,9 +42,10 @@ methods = ["raptor", "diff_means", "lda", "logistic"]
 
 [steering]
 direction = "diff_means"      # the probe whose direction steers; "none" skips steering
-alphas = [0.25, 0.5, 1.0, 2.0]  # x the layer's median token norm
+alphas = [0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0]  # x the layer's median token norm (all in one batched sweep)
 # layers = [4, 8, 12]         # candidate layers for the calibration sweep (default "all": every captured one)
 neutral = "demo/topic"        # texts for KL / perplexity: a built-in dataset or a text file
+kl_budget = 0.1               # every (layer, alpha) choice keeps KL on the neutral texts within this (nats/token)
 # verdict_suffix = " this is"   # for datasets without verdict prompts: text + suffix, then
 # verdict_words = ["true", "false"]  # the verdict is log P(first) - log P(second)
 
@@ -100,12 +101,12 @@ class ProbesConfig:
 @dataclass
 class SteeringConfig:
     direction: str = "diff_means"
-    alphas: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
+    alphas: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.75, 1.0])
     layers: Any = "all"  # candidate layers of the calibration sweep ("all" or a list of captured layers)
     neutral: str | None = "demo/topic"
     neutral_count: int = 64
     target: float = 0.9
-    kl_budget: float = 1.0
+    kl_budget: float = 0.1  # nats per token on neutral text (steerlab.steering.evaluation.KL_BUDGET)
     control_max: float = 0.2
     verdict_suffix: str | None = None
     verdict_words: list[str] | None = None

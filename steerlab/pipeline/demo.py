@@ -12,9 +12,15 @@ vector artifacts and a self-contained ``report.html``.
   on a group split of the train entities), ``best_layers``, ``held_out_accuracy`` (RaptorProbe
   per layer on held-out cities), ``transfer`` (rows: train, test, auroc, cosines) and
   ``transfer_r2`` (fits of transfer AUROC on Mahalanobis and plain cosine);
-* ``steering``: for the mass-mean truth direction, the chosen layer and alpha, calibration and test flip rates, the random
-  control's, KL and perplexity on neutral text (see :mod:`steerlab.pipeline.truth_steering`),
-  and ``sentiment`` examples with lexicon rates;
+* ``steering``: ``truth``: for the mass-mean truth direction, the layer and alpha chosen under the KL
+  budget on neutral text (0.1 nats per token; ``qualified`` False when the target flip rate was not
+  reached within it, and the setting is then the best within the budget), calibration and test flip
+  rates, the same-norm random control's at the same alpha, KL and perplexity on neutral text (see
+  :mod:`steerlab.pipeline.truth_steering`); ``truth_sweep`` (every layer x alpha, vector and control:
+  the efficacy-KL frontier); ``truth_examples``; ``sentiment``: a CAA vector's layer and alpha chosen
+  the same way on next-adjective flips of calibration review prompts, its KL and control, and
+  generations on other prompts with lexicon rates (+alpha, -alpha, the random control at +alpha);
+  ``sentiment_sweep``;
 * ``hallucination``: detectors side by side on the demo QA test set (schema in
   :mod:`steerlab.pipeline.hallucination_stage`);
 * ``sae``: SAE quality, alignment, feature probes and the detection / steering comparison
@@ -38,7 +44,9 @@ DOMAINS = ("cities", "larger_than", "people", "objects")
 TITLE = "steerlab demo: probing and steering truth in the demo model"
 INTRO = ("The embedded demo model was trained on a synthetic world whose facts are known, so every claim below is "
          "checked against ground truth.")
-SENTIMENT_ALPHA = 2.0  # x the CAA mean difference
+SENTIMENT_ALPHAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # x the CAA mean difference at each layer
+SENTIMENT_TARGET = 0.9  # share of held-out review prompts whose next adjective turns positive
+SHOWN_THINGS = 8  # review things whose generations are shown; the others calibrate (layer, alpha)
 
 
 def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "demo", progress: bool = True
@@ -62,8 +70,7 @@ def _write_demo(out: Path, model: Any, progress: bool) -> dict[str, Any]:
     from steerlab.probes import DiffMeans, RaptorProbe, sweep, transfer_matrix
     from steerlab.report import write_report
     from steerlab.report.sections_file import save_sections
-    from steerlab.steering import SteeringVector, logprob_difference, steer, word_rate
-    from steerlab.world import templates
+    from steerlab.steering import logprob_difference, steer
 
     clock = StageClock()
     lap, timings = clock.lap, clock.timings
@@ -103,23 +110,7 @@ def _write_demo(out: Path, model: Any, progress: bool) -> dict[str, Any]:
         verdict = lambda margin: f"{words[0] if margin > 0 else words[1]} ({float(margin):+.1f})"
         examples = [{"false statement": p, "unsteered verdict (log-odds)": verdict(b),
                      "steered verdict (log-odds)": verdict(a)} for p, b, a in zip(false_prompts, before, after)]
-    sentiment_train = load("demo/sentiment", split="train")
-    positive = [t for t, y in zip(sentiment_train.texts, sentiment_train.labels) if y == 1][:200]
-    negative = [t for t, y in zip(sentiment_train.texts, sentiment_train.labels) if y == 0][:200]
-    caa = SteeringVector.from_contrast_pairs(adapter, positive, negative, layer=adapter.n_layers // 2)
-    prompts = [f"my friend said the {thing} was" for thing in templates.REVIEW_THINGS[:8]]
-    plain = adapter.generate(prompts, max_new_tokens=3)
-    steered = {}
-    for sign in (1.0, -1.0):
-        with steer(adapter, caa, alpha=sign * SENTIMENT_ALPHA):
-            steered[sign] = adapter.generate(prompts, max_new_tokens=3)
-    sentiment = {"layer": caa.layers[0], "method": "CAA", "pairs": len(positive), "alpha": SENTIMENT_ALPHA,
-                 "positive_rate_unsteered": word_rate(plain, templates.POSITIVE_ADJECTIVES),
-                 "positive_rate_plus": word_rate(steered[1.0], templates.POSITIVE_ADJECTIVES),
-                 "negative_rate_unsteered": word_rate(plain, templates.NEGATIVE_ADJECTIVES),
-                 "negative_rate_minus": word_rate(steered[-1.0], templates.NEGATIVE_ADJECTIVES),
-                 "examples": [{"prompt": p, "unsteered": a, "plus": b, "minus": c}
-                              for p, a, b, c in zip(prompts, plain, steered[1.0], steered[-1.0])]}
+    sentiment_sweep, sentiment = _sentiment_steering(adapter, neutral, progress)
     lap("steering")
 
     # The later stages: each returns its metrics and its report sections.
@@ -133,7 +124,8 @@ def _write_demo(out: Path, model: Any, progress: bool) -> dict[str, Any]:
     probe.save(artifacts / "raptor_cities")
     if truth.vector is not None:
         truth.vector.save(artifacts / "truth_vector")
-    caa.save(artifacts / "sentiment_vector")
+    if "vector" in sentiment:
+        sentiment.pop("vector").save(artifacts / "sentiment_vector")
     metrics = {
         "schema": 1,
         "model": {"name": adapter.name, "n_layers": adapter.n_layers, "d_model": adapter.d_model},
@@ -141,14 +133,14 @@ def _write_demo(out: Path, model: Any, progress: bool) -> dict[str, Any]:
                    "held_out_accuracy": held_out, "transfer_layer": best_layer,
                    "transfer": transfer.to_records(), "transfer_r2": transfer.fit_r2()},
         "steering": {"truth": truth.results, "truth_sweep": truth.sweep.to_records(), "truth_examples": examples,
-                     "sentiment": sentiment},
+                     "sentiment": sentiment, "sentiment_sweep": sentiment_sweep.to_records()},
         "hallucination": hallucination,
         "sae": sae,
         "timings": timings,
         "versions": versions(),
     }
     stages = {"probes": _probe_sections(metrics["probes"], table, transfer),
-              "steering": _steering_sections(metrics["steering"], truth),
+              "steering": _steering_sections(metrics["steering"], truth, sentiment_sweep),
               "hallucination": hallucination_sections, "sae": sae_sections}
     for stage, sections in stages.items():
         save_sections(out, stage, sections)
@@ -180,31 +172,90 @@ def _probe_sections(probes: dict[str, Any], table: Any, transfer: Any) -> list[S
     ]
 
 
-def _steering_sections(steering: dict[str, Any], truth: Any) -> list[Section]:
+def _sentiment_steering(adapter: Any, neutral: list[str], progress: bool) -> tuple[Any, dict[str, Any]]:
+    """CAA sentiment vectors at every layer, (layer, alpha) chosen under the KL budget, then generations.
+
+    Calibration: the share of "my friend said the {thing} was" prompts (things past the first
+    :data:`SHOWN_THINGS`) whose next-token adjective turns from negative to positive; the
+    generations shown use the first :data:`SHOWN_THINGS` things. Returns ``(sweep, metrics)``.
+    """
+    from steerlab.datasets import load
+    from steerlab.steering import SteeringVector, steer, sweep, word_rate
+    from steerlab.steering.evaluation import KL_BUDGET, random_control, word_set_flip_rate
+    from steerlab.world import templates
+
+    train = load("demo/sentiment", split="train")
+    positive = [t for t, y in zip(train.texts, train.labels) if y == 1][:200]
+    negative = [t for t, y in zip(train.texts, train.labels) if y == 0][:200]
+    vectors = {layer: SteeringVector.from_contrast_pairs(adapter, positive, negative, layer=layer)
+               for layer in range(adapter.n_layers)}
+    things = templates.REVIEW_THINGS
+    calibration = [f"my friend said the {thing} was" for thing in things[SHOWN_THINGS:]]
+    efficacy = word_set_flip_rate(adapter, calibration, templates.POSITIVE_ADJECTIVES, templates.NEGATIVE_ADJECTIVES)
+    result = sweep(adapter, vectors, list(SENTIMENT_ALPHAS), efficacy, neutral, progress=progress)
+    chosen = result.choose(target_efficacy=SENTIMENT_TARGET, kl_budget=KL_BUDGET, control_max=0.2)
+    metrics: dict[str, Any] = {"method": "CAA", "pairs": len(positive), "kl_budget": KL_BUDGET,
+                               "target": SENTIMENT_TARGET, "qualified": chosen is not None}
+    point = result.best
+    if point is None:
+        return result, {**metrics, "chosen": None}
+    vector, alpha = vectors[point.layer], point.alpha
+    control_row = next(r for r in result.rows if r.control and (r.layer, r.alpha) == (point.layer, alpha))
+    prompts = [f"my friend said the {thing} was" for thing in things[:SHOWN_THINGS]]
+    plain = adapter.generate(prompts, max_new_tokens=3)
+    steered = {}
+    for name, candidate, coefficient in (("plus", vector, alpha), ("minus", vector, -alpha),
+                                         ("control", random_control(vector, seed=0), alpha)):
+        with steer(adapter, candidate, alpha=coefficient):
+            steered[name] = adapter.generate(prompts, max_new_tokens=3)
+    return result, {
+        **metrics, "layer": point.layer, "alpha": alpha, "calibration_flip": point.efficacy,
+        "calibration_control_flip": control_row.efficacy, "kl_neutral": point.kl,
+        "control_kl_neutral": control_row.kl, "perplexity_neutral": point.perplexity,
+        "perplexity_unsteered": result.baseline_perplexity,
+        "positive_rate_unsteered": word_rate(plain, templates.POSITIVE_ADJECTIVES),
+        "positive_rate_plus": word_rate(steered["plus"], templates.POSITIVE_ADJECTIVES),
+        "positive_rate_control": word_rate(steered["control"], templates.POSITIVE_ADJECTIVES),
+        "negative_rate_unsteered": word_rate(plain, templates.NEGATIVE_ADJECTIVES),
+        "negative_rate_minus": word_rate(steered["minus"], templates.NEGATIVE_ADJECTIVES),
+        "examples": [{"prompt": p, "unsteered": a, "plus": b, "minus": c, "random +alpha": d}
+                     for p, a, b, c, d in zip(prompts, plain, steered["plus"], steered["minus"], steered["control"])],
+        "vector": vector,
+    }
+
+
+def _steering_sections(steering: dict[str, Any], truth: Any, sentiment_sweep: Any) -> list[Section]:
+    from steerlab.pipeline.truth_steering import steering_summary
+
     truth_results = steering["truth"]
-    sections = []
-    if truth_results.get("chosen", True) is None:
-        sections.append(Section("Steering", ["No (layer, alpha) met the calibration criteria."]))
-    else:
-        sections.append(Section(
-            "Steering with the truth direction",
-            [f"The mass-mean (difference-of-means) direction at layer {truth_results['layer']}, alpha = "
-             f"{truth_results['alpha_norm_units']} x the layer's median token norm (chosen on half of the held-out "
-             f"cities), flips {truth_results['test_flip_false_to_true']:.0%} of the other half's false statements "
-             f"the model rejects to \"true\" and {truth_results['test_flip_true_to_false']:.0%} of true ones to "
-             f"\"false\". A random direction of the same norm flips {truth_results['test_control_flip_false_to_true']:.0%}"
-             f" and {truth_results['test_control_flip_true_to_false']:.0%}. KL on neutral text: "
-             f"{truth_results['kl_neutral']:.3f} nats per token."],
-            tables=[steering["truth_examples"]], figures=[truth.sweep.figure()]))
+    text = steering_summary(truth_results, "mass-mean (difference-of-means)", "true", "false")
+    if truth_results.get("chosen", True) is not None:
+        text += (" Alpha and layer were chosen on half of the held-out cities; the flips are on the other half. "
+                 "The figure shows every (layer, alpha) of the calibration sweep on the efficacy-KL plane: "
+                 "what more flips would cost in damage to neutral text, and what a random direction of the "
+                 "same norm does at the same settings.")
+    sections = [Section("Steering with the truth direction", [text],
+                        tables=[steering["truth_examples"]] if steering["truth_examples"] else [],
+                        figures=[truth.sweep.figure()])]
     sentiment = steering["sentiment"]
-    sections.append(Section(
-        "Steering sentiment",
-        [f"A CAA vector from {sentiment['pairs']} review pairs at layer {sentiment['layer']}, alpha = "
-         f"+-{sentiment['alpha']}: positive adjectives go from {sentiment['positive_rate_unsteered']:.0%} to "
-         f"{sentiment['positive_rate_plus']:.0%} of the generated words, negative ones from "
-         f"{sentiment['negative_rate_unsteered']:.0%} to {sentiment['negative_rate_minus']:.0%} "
-         "(each completion is 'adjective .', so 50% means every completion)."],
-        tables=[sentiment["examples"]]))
+    if sentiment.get("chosen", True) is None:
+        paragraph = (f"No CAA (layer, alpha) kept KL on neutral text within {sentiment['kl_budget']} nats per token.")
+    else:
+        reached = ("the smallest setting that turns" if sentiment["qualified"] else
+                   "the best setting within the KL budget (the target was not reached); it turns")
+        paragraph = (
+            f"A CAA vector from {sentiment['pairs']} review pairs at layer {sentiment['layer']}, alpha = "
+            f"{sentiment['alpha']:g} x the mean difference: {reached} {sentiment['calibration_flip']:.0%} of the "
+            f"calibration prompts' next adjective from negative to positive (target {sentiment['target']:.0%}), "
+            f"with KL on neutral text {sentiment['kl_neutral']:.3f} nats per token (budget {sentiment['kl_budget']}; a "
+            f"random direction of the same norm: {sentiment['calibration_control_flip']:.0%}, KL "
+            f"{sentiment['control_kl_neutral']:.3f}). On other review prompts, positive adjectives go from "
+            f"{sentiment['positive_rate_unsteered']:.0%} to {sentiment['positive_rate_plus']:.0%} of the generated "
+            f"words (the random direction: {sentiment['positive_rate_control']:.0%}), negative ones at -alpha from "
+            f"{sentiment['negative_rate_unsteered']:.0%} to {sentiment['negative_rate_minus']:.0%} (each completion "
+            "is 'adjective .', so 50% means every completion).")
+    sections.append(Section("Steering sentiment", [paragraph], tables=[sentiment.get("examples", [])],
+                            figures=[sentiment_sweep.figure()]))
     return sections
 
 

@@ -12,8 +12,11 @@ Each stage is a function of its own (``probe_stage``, ``steering_stage``), writi
   split of the training data), ``held_out`` (rows: method, layer, accuracy, auroc: every
   method fit on all training rows, scored on the test rows), ``best_layer`` per method;
 * ``steering``: the direction, the chosen layer and alpha (x the layer's median token norm) on
-  half of the test rows, flip rates on the other half, the same-norm random control's, KL and
-  perplexity on neutral text, and the ``sweep`` rows; or ``{"skipped": reason}``;
+  half of the test rows under ``[steering] kl_budget`` (KL on neutral text, default 0.1 nats per
+  token; ``qualified`` False when no setting reached the target within it, and the setting is
+  then the best within the budget), flip rates on the other half, the same-norm random
+  control's at the same alpha, KL and perplexity on neutral text, and the ``sweep`` rows (the
+  efficacy-KL frontier of the report's figure); or ``{"skipped": reason}``;
 * with a ``[hallucination]`` section, ``hallucination`` (schema in
   :mod:`steerlab.pipeline.hallucination_stage`); with ``[sae]``, ``sae`` (see
   :mod:`steerlab.pipeline.run_sae`);
@@ -32,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -129,7 +133,7 @@ def steering_stage(adapter: Any, probe: Any, test: Any, config: RunConfig, progr
                    ) -> tuple[dict[str, Any], list[Section], Any]:
     """Calibrate (layer, alpha) on half the test rows, report flips and controls on the other half."""
     from steerlab.datasets import split_by_group
-    from steerlab.pipeline.truth_steering import calibrate_truth_steering
+    from steerlab.pipeline.truth_steering import calibrate_truth_steering, steering_summary
     from steerlab.sites import resolve_layer
 
     steering = config.steering
@@ -143,25 +147,19 @@ def steering_stage(adapter: Any, probe: Any, test: Any, config: RunConfig, progr
                                       control_max=steering.control_max, progress=progress)
     metrics = {"direction": steering.direction, **result.results, "sweep": result.sweep.to_records()}
     positive, negative = test.verdict_words
-    metrics["nothing_to_flip"] = all(row["efficacy"] is None for row in metrics["sweep"])
+    metrics["nothing_to_flip"] = all(row["efficacy"] is None or math.isnan(row["efficacy"]) for row in metrics["sweep"])
     if metrics["nothing_to_flip"]:
         text = (f"Steering was not measured: unsteered, the model judges every calibration statement labelled false "
                 f"{positive!r}, so there is no {negative!r} verdict to flip. The verdict readout (statement + "
                 f"verdict_suffix, then {positive!r} vs {negative!r}) does not separate the classes on this model: "
                 "choose a verdict_suffix / verdict_words the model answers both ways.")
-    elif result.vector is None:
-        text = (f"No (layer, alpha) flipped >= {steering.target:.0%} of the calibration statements the model "
-                f"judges {negative!r} with KL <= {steering.kl_budget} and the random control <= "
-                f"{steering.control_max:.0%}. Try larger alphas or a larger kl_budget.")
     else:
-        r = result.results
-        text = (f"The {steering.direction} direction at layer {r['layer']}, alpha = {r['alpha_norm_units']} x the "
-                f"layer's median token norm (chosen on half of the test rows), turns {r['test_flip_false_to_true']:.0%} "
-                f"of the other half's {negative!r} verdicts to {positive!r} and {r['test_flip_true_to_false']:.0%} "
-                f"the other way (alpha negated). A random direction of the same norm: "
-                f"{r['test_control_flip_false_to_true']:.0%} / {r['test_control_flip_true_to_false']:.0%}. "
-                f"KL on neutral text: {r['kl_neutral']:.3f} nats per token.")
-    return metrics, [Section("Steering with the probe direction", [text], figures=[result.sweep.figure()])], result.vector
+        text = steering_summary(result.results, steering.direction, positive, negative)
+        if not result.qualified:
+            text += (" To reach the target, try other layers, positions or verdict prompts; a larger kl_budget "
+                     "buys efficacy with damage to everything else the model does (the frontier below).")
+    section = Section("Steering with the probe direction", [text], figures=[result.sweep.figure()])
+    return metrics, [section], result.vector
 
 
 def _neutral_texts(config: RunConfig, test: Any) -> list[str]:

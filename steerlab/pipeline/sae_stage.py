@@ -104,7 +104,7 @@ def _concept_metrics(sae: Any, result: dict) -> dict[str, Any]:
         "alignment": {name: {"top": _top(decoder_cosines(sae, d).numpy(), 5),
                              "reconstruction": reconstruction_curve(sae, d)} for name, d in directions.items()},
         "k_sparse": curve,
-        "k_sparse_chosen": _chosen_k(features["z_train"], train_labels, features["train_groups"], curve),
+        "k_sparse_chosen": _chosen_k(features, curve),
         "detect_vs_steer": detect_vs_steer_summary(result),
         "top_features": _feature_table(features, inputs, outputs),
         "input_output_correlation": _spearman(inputs, outputs),
@@ -114,14 +114,21 @@ def _concept_metrics(sae: Any, result: dict) -> dict[str, Any]:
     }
 
 
-def _chosen_k(z_train: Any, train_labels: Any, train_groups: Any, curve: list[dict]) -> dict[str, Any]:
-    """The k chosen by cross-validation on the train split (folds keep entities whole), with its held-out row."""
-    from steerlab.sae.feature_probes import choose_k
+def _chosen_k(features: dict, curve: list[dict]) -> dict[str, Any]:
+    """The k chosen by cross-validation on the train split (folds keep entities whole), with its held-out
+    score and a flag when the two disagree (:func:`steerlab.sae.feature_probes.chosen_k_held_out`)."""
+    import warnings
 
-    chosen = choose_k(z_train, train_labels, ks=[row["k"] for row in curve], groups=train_groups)
-    held_out = next(row for row in curve if row["k"] == chosen["k"])
+    from steerlab.sae.feature_probes import chosen_k_held_out
+
+    with warnings.catch_warnings():  # the flag goes into the report instead
+        warnings.simplefilter("ignore", UserWarning)
+        chosen = chosen_k_held_out(features["z_train"], features["train_labels"], features["z_test"],
+                                   features["test_labels"], ks=[row["k"] for row in curve],
+                                   groups=features["train_groups"])
     return {"k": chosen["k"], "cv_folds": chosen["folds"], "train_cv_auroc": chosen["cv_auroc"],
-            "test_auroc": held_out["auroc"], "test_accuracy": held_out["accuracy"]}
+            "test_auroc": chosen["test_auroc"], "test_accuracy": chosen["test_accuracy"],
+            "cv_held_out_agree": chosen["agrees"], "flag": chosen["flag"]}
 
 
 def _name_of(sae: Any) -> str:
@@ -215,7 +222,8 @@ def _sections(metrics: dict, concepts: dict, comparisons: list) -> list:
             [f"Detection: RaptorProbe on raw activations reaches held-out AUROC {concept['raptor_test_auroc']:.3f}; a "
              f"1-sparse probe on SAE latents {one['auroc']:.3f}; a k-sparse one with k = {chosen['k']} (chosen by "
              f"{chosen['cv_folds']}-fold cross-validation on the train split, CV AUROC "
-             f"{chosen['train_cv_auroc']:.3f}) {chosen['test_auroc']:.3f}.",
+             f"{chosen['train_cv_auroc']:.3f}) {chosen['test_auroc']:.3f}."
+             + (f" FLAG: {chosen['flag']}" if chosen["flag"] else ""),
              f"Alignment: the diff-means direction's best decoder row has cosine "
              f"{concept['alignment']['diff-means']['top'][0]['cosine']:.2f}; {recon[0]['r2']:.0%} of it is reconstructed "
              f"by 1 feature, {recon[min(3, len(recon) - 1)]['r2']:.0%} by {recon[min(3, len(recon) - 1)]['k']}.",

@@ -5,7 +5,8 @@
 * Truth directions (Marks & Tegmark, "The Geometry of Truth"; Ying et al., "The
   Truthfulness Spectrum Hypothesis"): :class:`DiffMeans` (mass-mean), :class:`LDA`,
   :class:`PairedPCA`, :class:`LogisticDirection`; same interface as RaptorProbe.
-* :func:`sweep` (every method x every layer), :func:`transfer_matrix` with Mahalanobis
+* :func:`sweep` (every method x every layer), :func:`transfer_matrix` (and
+  :func:`transfer_by_layer`) with Mahalanobis
   cosine, :func:`directional_stability`, :func:`penalty_path`, erasure (LEACE, INLP),
   figures, save/load (:func:`load_probe`).
 * Token-level hallucination probes on generated tokens: :class:`HallucinationProbe` (MLP,
@@ -25,8 +26,10 @@ Example:
 
 from steerlab.probes.base import LinearProbe, load_probe
 from steerlab.probes.directions import LDA, DiffMeans, Direction, PairedPCA
-from steerlab.probes.erasure import INLPEraser, LeaceEraser, probe_after_erasure
-from steerlab.probes.figures import layer_metric_figure, penalty_tradeoff_figure, projection_figure, transfer_heatmap
+from steerlab.probes.erasure import (INLPEraser, LeaceEraser, erase_from_domains, inlp_rounds_curve,
+                                     probe_after_erasure)
+from steerlab.probes.figures import (layer_metric_figure, penalty_tradeoff_figure, projection_figure, transfer_heatmap,
+                                     transfer_scatter)
 from steerlab.probes.hallucination import HallucinationProbe, LinearTokenProbe, TokenProbe
 from steerlab.probes.metrics import (TemperatureScaler, accuracy, auroc, expected_calibration_error, fit_temperature,
                                     recall_at_fpr, roc_curve)
@@ -34,17 +37,20 @@ from steerlab.probes.raptor import LogisticDirection, RaptorProbe, c_grid
 from steerlab.probes.stability import PenaltyPath, StabilityResult, directional_stability, penalty_path
 from steerlab.probes.sweep import METHODS, SweepResult, sweep
 from steerlab.probes.synthetic import make_teacher_student
-from steerlab.probes.transfer import TransferResult, linear_fit_r2, mahalanobis_cosine, transfer_matrix
+from steerlab.probes.transfer import (LayerTransfer, TransferResult, linear_fit_r2, mahalanobis_cosine,
+                                      transfer_by_layer, transfer_matrix)
 from steerlab.probes.validation import NotFittedError, ProbeInputError
 
 MassMean = DiffMeans  # the name used in "The Geometry of Truth"
 
 __all__ = [
-    "DiffMeans", "Direction", "HallucinationProbe", "INLPEraser", "LDA", "LeaceEraser", "LinearProbe",
+    "DiffMeans", "Direction", "HallucinationProbe", "INLPEraser", "LDA", "LayerTransfer", "LeaceEraser", "LinearProbe",
     "LinearTokenProbe", "LogisticDirection", "METHODS", "MassMean", "NotFittedError", "PairedPCA", "PenaltyPath",
     "ProbeInputError", "RaptorProbe", "StabilityResult", "SweepResult", "TemperatureScaler", "TokenProbe",
-    "TransferResult", "accuracy", "auroc", "c_grid", "directional_stability", "expected_calibration_error",
-    "fit_temperature", "layer_metric_figure", "linear_fit_r2", "load_probe", "make_teacher_student",
+    "TransferResult", "accuracy", "auroc", "c_grid", "directional_stability", "erase_from_domains",
+    "expected_calibration_error",
+    "fit_temperature", "inlp_rounds_curve", "layer_metric_figure", "linear_fit_r2", "load_probe", "make_teacher_student",
     "mahalanobis_cosine", "penalty_path", "penalty_tradeoff_figure", "probe_after_erasure", "projection_figure",
-    "recall_at_fpr", "roc_curve", "sweep", "transfer_heatmap", "transfer_matrix",
+    "recall_at_fpr", "roc_curve", "sweep", "transfer_by_layer", "transfer_heatmap", "transfer_matrix",
+    "transfer_scatter",
 ]

@@ -9,7 +9,8 @@
 Ying et al. ("The Truthfulness Spectrum Hypothesis") use both to separate
 domain-general from domain-specific truth directions. Check an eraser with
 :func:`probe_after_erasure`: a fresh probe fitted on erased data should be at chance
-on held-out erased data.
+on held-out erased data. :func:`erase_from_domains` erases the direction shared by
+several domains and hands the erased data back to ``transfer_matrix``.
 
 Example:
     >>> from steerlab.probes import INLPEraser, make_teacher_student
@@ -21,17 +22,19 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from steerlab.probes.base import LinearProbe
-from steerlab.probes.metrics import accuracy
+from steerlab.probes.metrics import accuracy, auroc
 from steerlab.probes.raptor import LogisticDirection
-from steerlab.probes.splits import stratified_split
-from steerlab.probes.validation import (as_activation_matrix, check_estimator, check_fitted, check_fraction,
-                                        check_labels, check_number, check_width)
+from steerlab.probes.splits import split
+from steerlab.probes.transfer import split_domains
+from steerlab.probes.validation import (ProbeInputError, as_activation_matrix, as_groups, check_estimator,
+                                        check_fitted, check_fraction, check_labels, check_number, check_width)
 
 _ONE_LAYER = "erasure works on one layer: select it, e.g. X[:, layer_slot] or acts.layer(l)"
 
@@ -111,10 +114,12 @@ class INLPEraser:
 
 
 def probe_after_erasure(eraser: Any, X: Any, y: Any, probe: LinearProbe | None = None, test_fraction: float = 0.3,
-                        seed: int = 0) -> dict[str, float]:
-    """Fit ``eraser`` and a probe on a train split, report held-out accuracy before and after erasure.
+                        seed: int = 0, groups: Any = None) -> dict[str, float]:
+    """Fit ``eraser`` and a probe on a train split, report held-out accuracy and AUROC before and after erasure.
 
-    Returns ``{"accuracy_before", "accuracy_after", "chance"}`` (chance = majority-class share of the test split).
+    ``groups`` (e.g. the entity of each row) makes the split a group split, so no entity is on
+    both sides. Returns ``{"accuracy_before", "accuracy_after", "auroc_before", "auroc_after",
+    "chance"}`` (chance = majority-class share of the test split).
     """
     check_estimator(eraser, "eraser", ("fit", "transform"))
     if probe is not None:
@@ -122,7 +127,7 @@ def probe_after_erasure(eraser: Any, X: Any, y: Any, probe: LinearProbe | None =
     check_fraction(test_fraction, "test_fraction")
     values = as_activation_matrix(X, torch.float64, _ONE_LAYER)
     y01, _ = check_labels(y, len(values))
-    train, test = stratified_split(y01, test_fraction, seed)
+    train, test = split(y01, test_fraction, seed, as_groups(groups, len(values)))
     data = values.numpy()
     probe = probe or LogisticDirection(C=1.0)
     before = probe.clone().fit(data[train], y01[train]).decision_function(data[test])
@@ -130,4 +135,66 @@ def probe_after_erasure(eraser: Any, X: Any, y: Any, probe: LinearProbe | None =
     after = probe.clone().fit(eraser.transform(data[train]), y01[train]).decision_function(eraser.transform(data[test]))
     share = y01[test].mean()
     return {"accuracy_before": accuracy(y01[test], before), "accuracy_after": accuracy(y01[test], after),
+            "auroc_before": auroc(y01[test], before), "auroc_after": auroc(y01[test], after),
             "chance": float(max(share, 1 - share))}
+
+
+def inlp_rounds_curve(X: Any, y: Any, rounds: Sequence[int], probe: LinearProbe | None = None,
+                      test_fraction: float = 0.3, seed: int = 0, groups: Any = None) -> list[dict[str, float]]:
+    """Held-out AUROC and accuracy of a fresh probe after the first ``k`` INLP rounds, for each ``k`` in ``rounds``.
+
+    One :class:`INLPEraser` of ``max(rounds)`` rounds is fitted on the train split (a group split
+    with ``groups``); round ``k`` keeps its first ``k`` removed directions. Where the training rows
+    are fewer than the dimension, each round's probe finds another separating direction, so INLP
+    can need many rounds before a fresh probe is at chance: this curve shows how many.
+    Returns one ``{"rounds", "removed", "auroc_after", "accuracy_after", "train_accuracy"}`` per ``k``.
+    """
+    check_fraction(test_fraction, "test_fraction")
+    counts = [int(check_number(k, "rounds entry", minimum=1, integer=True)) for k in rounds]
+    if not counts:
+        raise ProbeInputError("rounds is empty: pass the numbers of INLP rounds to measure, e.g. [10, 50, 100].")
+    probe = probe or LogisticDirection(C=1.0)
+    check_estimator(probe)
+    values = as_activation_matrix(X, torch.float64, _ONE_LAYER).numpy()
+    y01, _ = check_labels(y, len(values))
+    train, test = split(y01, test_fraction, seed, as_groups(groups, len(values)))
+    eraser = INLPEraser(n_iterations=max(counts), probe=probe).fit(values[train], y01[train])
+    curve = []
+    for k in counts:
+        basis = eraser.directions_[:k]
+        erased_train, erased_test = (INLPEraser._project(values[index], basis) for index in (train, test))
+        scores = probe.clone().fit(erased_train, y01[train]).decision_function(erased_test)
+        curve.append({"rounds": k, "removed": len(basis), "auroc_after": auroc(y01[test], scores),
+                      "accuracy_after": accuracy(y01[test], scores),
+                      "train_accuracy": float(eraser.accuracies_[min(k, len(eraser.accuracies_)) - 1])})
+    return curve
+
+
+def erase_from_domains(domains: Mapping[str, Any], eraser: Any, fit_on: Sequence[str] | None = None,
+                       test_fraction: float = 0.2, seed: int = 0
+                       ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Erase the truth direction shared by ``fit_on`` domains from every domain.
+
+    Each domain is split as :func:`~steerlab.probes.transfer_matrix` splits it; ``eraser`` is fitted on
+    the union of the training splits of ``fit_on`` (default: all domains, i.e. the domain-general
+    direction of Ying et al., "The Truthfulness Spectrum Hypothesis") and applied to every row.
+    The result, ``{name: {"train": (X, y), "test": (X, y)}}``, goes straight back into
+    ``transfer_matrix``: its union row is a fresh probe on erased data (at chance when erasure
+    worked), its diagonal what is left of each domain's own truth direction.
+
+    Args:
+        domains: name -> ``(X [n, d], y [n])`` or ``(X, y, groups)``, or given ``{"train", "test"}`` splits.
+        eraser: an unfitted :class:`LeaceEraser` or :class:`INLPEraser` (anything with fit / transform).
+        fit_on: the domains whose shared direction is erased.
+    """
+    check_estimator(eraser, "eraser", ("fit", "transform"))
+    data, train_idx, test_idx, _ = split_domains(domains, test_fraction, seed)
+    fit_on = list(data) if fit_on is None else list(fit_on)
+    unknown = [name for name in fit_on if name not in data]
+    if unknown or not fit_on:
+        raise ProbeInputError(f"fit_on names {unknown or 'no domain'}; pick from the domains {list(data)}.")
+    eraser.fit(np.concatenate([data[n][0][train_idx[n], 0] for n in fit_on]),
+               np.concatenate([data[n][1][train_idx[n]] for n in fit_on]))
+    return {name: {side: (eraser.transform(X[index, 0]), y01[index])
+                   for side, index in (("train", train_idx[name]), ("test", test_idx[name]))}
+            for name, (X, y01) in data.items()}

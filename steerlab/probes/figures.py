@@ -1,4 +1,4 @@
-"""plotly figures for probes: metric by layer, transfer heatmap, 2-D projections, penalty trade-off.
+"""plotly figures for probes: metric by layer, transfer heatmap and scatter, 2-D projections, penalty trade-off.
 
 Every function returns a ``plotly.graph_objects.Figure`` (show it, or ``.write_html``).
 plotly is imported on first use, so ``import steerlab.probes`` stays light.
@@ -49,18 +49,23 @@ def transfer_heatmap(result: Any, title: str = "Transfer AUROC (train domain -> 
     return figure
 
 
-def projection_figure(X: Any, labels: Sequence[Any], domains: Sequence[Any] | None = None,
-                      direction: np.ndarray | None = None, title: str = "Activations, 2-D projection") -> "go.Figure":
-    """Scatter of ``X [n, d]`` projected to 2-D, coloured by label, one marker symbol per domain.
+def project_2d(X: Any, domains: Sequence[Any] | None = None, direction: np.ndarray | None = None,
+               center_by_domain: bool = False) -> tuple[np.ndarray, tuple[str, str]]:
+    """``(points [n, 2], axis names)``: ``X [n, d]`` on its top two principal components, or on
+    ``direction [d]`` (x) and the top principal component of what is orthogonal to it (y).
 
-    Axes: the top two principal components, or with ``direction [d]`` the direction
-    (x) and the top principal component of what is orthogonal to it (y).
+    ``center_by_domain`` subtracts each domain's own mean first, as the figures of Marks &
+    Tegmark, "The Geometry of Truth", do (so the PCs show within-domain structure, not the
+    offset between domains).
     """
-    import plotly.graph_objects as go
-
     from steerlab.probes.validation import as_activation_tensor
 
     values = as_activation_tensor(X)[0].numpy().astype(np.float64)
+    if center_by_domain and domains is not None:
+        groups = np.asarray(domains)
+        values = values.copy()
+        for domain in np.unique(groups):
+            values[groups == domain] -= values[groups == domain].mean(0)
     centered = values - values.mean(0)
     if direction is None:
         _, _, vt = np.linalg.svd(centered, full_matrices=False)
@@ -69,7 +74,17 @@ def projection_figure(X: Any, labels: Sequence[Any], domains: Sequence[Any] | No
         unit = np.asarray(direction, np.float64) / np.linalg.norm(direction)
         rest = centered - np.outer(centered @ unit, unit)
         axes, names = np.stack([unit, np.linalg.svd(rest, full_matrices=False)[2][0]]), ("direction", "PC 1 of the rest")
-    points = centered @ axes.T
+    return centered @ axes.T, names
+
+
+def projection_figure(X: Any, labels: Sequence[Any], domains: Sequence[Any] | None = None,
+                      direction: np.ndarray | None = None, title: str = "Activations, 2-D projection",
+                      center_by_domain: bool = False) -> "go.Figure":
+    """Scatter of ``X [n, d]`` projected to 2-D (:func:`project_2d`), coloured by label, one marker
+    symbol per domain."""
+    import plotly.graph_objects as go
+
+    points, names = project_2d(X, domains, direction, center_by_domain)
     labels = np.asarray(labels)
     domains = np.asarray(domains) if domains is not None else np.full(len(labels), "all")
     symbols = ["circle", "diamond", "square", "x", "triangle-up", "cross", "star", "hexagon"]
@@ -83,6 +98,36 @@ def projection_figure(X: Any, labels: Sequence[Any], domains: Sequence[Any] | No
                                             "color": palette[l_index % len(palette)],
                                             "symbol": symbols[d_index % len(symbols)], "opacity": 0.7}))
     figure.update_layout(title=title, xaxis_title=names[0], yaxis_title=names[1], template="plotly_white")
+    return figure
+
+
+def transfer_scatter(result: Any, title: str = "Cross-domain AUROC against the cosine of the two probes"
+                     ) -> "go.Figure":
+    """Two panels: cross-domain AUROC (A != B) of a :class:`TransferResult` against the Mahalanobis cosine
+    and against the plain cosine of w_A and w_B, each with its least-squares line and R^2 (Ying et
+    al., "The Truthfulness Spectrum Hypothesis", report R^2 = 0.98 for the Mahalanobis fit)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    k = len(result.domains)
+    off = ~np.eye(k, dtype=bool)
+    pairs = [f"{a} -> {b}" for i, a in enumerate(result.domains) for j, b in enumerate(result.domains) if i != j]
+    transfer = result.auroc[:k][off]
+    fits = result.fit_r2()
+    panels = (("mahalanobis", result.mahalanobis_cosine[off], "Mahalanobis cosine"),
+              ("cosine", result.cosine[off], "plain cosine"))
+    figure = make_subplots(rows=1, cols=2, subplot_titles=[f"{name}: R^2 = {fits[key]['r2']:.3f}"
+                                                           for key, _, name in panels])
+    for column, (key, x, name) in enumerate(panels, start=1):
+        figure.add_trace(go.Scatter(x=x, y=transfer, mode="markers", text=pairs, name=name,
+                                    hovertemplate="%{text}<br>cos %{x:.3f}<br>AUROC %{y:.3f}<extra></extra>"),
+                         row=1, col=column)
+        line = np.linspace(x.min(), x.max(), 2)
+        figure.add_trace(go.Scatter(x=line, y=fits[key]["intercept"] + fits[key]["slope"] * line, mode="lines",
+                                    name=f"fit ({name})", line={"dash": "dash"}), row=1, col=column)
+        figure.update_xaxes(title_text=name, row=1, col=column)
+    figure.update_yaxes(title_text="cross-domain AUROC", row=1, col=1)
+    figure.update_layout(title=title, template="plotly_white")
     return figure
 
 

@@ -2,9 +2,13 @@
 
 The first token of every text (BOS where the tokenizer adds one, as the demo model's does,
 else the first word: steerlab adds no BOS to GPT-2-style tokenizers) is an attention sink
-with a norm several times the others' (3x on the demo model). SAEs here are trained and
-evaluated without it (as sae-lens' ``exclude_special_tokens`` does for BOS), and the splice
-and edit hooks in :mod:`steerlab.sae.editing` leave it untouched.
+with a norm several times the others' (3x on the demo model, ~130x on SmolLM2-135M's layer 15).
+It dominates any statistic it enters: the shipped demo SAEs explain 0.43-0.86 of the variance
+with it and 0.96-0.98 without. So every SAE helper takes ``skip_first`` (default True): training
+(:func:`~steerlab.sae.training.train_sae`), quality (:func:`~steerlab.sae.quality.sae_quality`),
+the splice and edit hooks (:mod:`steerlab.sae.editing`: the first token is left untouched),
+output scores and the functions here (as sae-lens' ``exclude_special_tokens`` does for BOS).
+Pass ``skip_first=False`` only for an SAE trained on every position.
 :func:`tokenizer_adds_bos` says which case a tokenizer is.
 
 Example:
@@ -72,6 +76,8 @@ def encode(sae: Any, activations: torch.Tensor, batch_size: int = 8192) -> torch
     return torch.cat(chunks) if chunks else torch.zeros(0, sae.cfg.d_sae)
 
 
-def latents(model: Any, sae: Any, texts: Sequence[str], position: str | int = "last") -> torch.Tensor:
-    """SAE latents of each text at ``position``: ``[n_texts, d_sae]`` (``[n_tokens, d_sae]`` for ``"all"``)."""
-    return encode(sae, site_activations(model, sae, texts, position=position))
+def latents(model: Any, sae: Any, texts: Sequence[str], position: str | int = "last",
+            skip_first: bool = True) -> torch.Tensor:
+    """SAE latents of each text at ``position``: ``[n_texts, d_sae]`` (``[n_tokens, d_sae]`` for ``"all"``,
+    without each text's first token when ``skip_first``)."""
+    return encode(sae, site_activations(model, sae, texts, position=position, skip_first=skip_first))

@@ -15,11 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import torch
-
 from steerlab.datasets import load
-from steerlab.steering.evaluation import flip_rate
-from steerlab.steering.metrics import last_token_logprobs, word_token_id
+from steerlab.steering.evaluation import flip_rate, word_set_flip_rate
 from steerlab.world import templates as tp
 
 
@@ -54,24 +51,6 @@ def truth_concept(model: Any) -> Concept:
     return Concept("truth", train, test, flip_rate(model, false_prompts, *test.verdict_words, toward_positive=True),
                    "false->true flip rate (held-out cities)", train.verdict_prompts[:32],
                    (test.verdict_words[0],), (test.verdict_words[1],))
-
-
-def word_set_flip_rate(model: Any, prompts: Sequence[str], positive_words: Sequence[str],
-                       negative_words: Sequence[str]) -> Callable[[Any], float]:
-    """An efficacy: among prompts whose unsteered next token leans to ``negative_words``, the share
-    that lean to ``positive_words`` (``log P(positive set) > log P(negative set)``) when measured."""
-    positive = [word_token_id(model.tokenizer, word) for word in positive_words]
-    negative = [word_token_id(model.tokenizer, word) for word in negative_words]
-
-    def margin(current: Any) -> torch.Tensor:
-        logprobs = last_token_logprobs(current, list(prompts))
-        return torch.logsumexp(logprobs[:, positive], dim=-1) - torch.logsumexp(logprobs[:, negative], dim=-1)
-
-    candidates = margin(model) < 0
-
-    def efficacy(steered_model: Any) -> float:
-        return float((margin(steered_model)[candidates] > 0).float().mean()) if candidates.any() else float("nan")
-    return efficacy
 
 
 def sentiment_concept(model: Any) -> Concept:

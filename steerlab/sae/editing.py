@@ -11,8 +11,9 @@
   Circuits").
 
 Activations go to the SAE's device and dtype and the result comes back to the model's, so a
-CUDA model works with a CPU SAE (and the reverse). Both skip the first token (BOS where the
-tokenizer adds one, else the first word: an attention sink the SAE was not trained on) and go
+CUDA model works with a CPU SAE (and the reverse). Both skip the first token by default
+(``skip_first``: BOS where the tokenizer adds one, else the first word: an attention sink the SAE
+was not trained on, see :mod:`steerlab.sae.activations`) and go
 through :meth:`ModelAdapter.hooks`, so they work during ``generate`` on every backend and are
 removed on exit, also after an exception.
 
@@ -65,12 +66,14 @@ def _check_edits(sae: Any, edits: Mapping[int, LatentEdit]) -> dict[int, LatentE
 
 
 def _site_function(sae: Any, edits: Mapping[int, LatentEdit], keep_error: bool, tracker: Any,
-                   positions: Positions) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The hook: ``h`` ``[batch, pos, d_model]`` with the selected tokens (never the first) run through the SAE."""
+                   positions: Positions, skip_first: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The hook: ``h`` ``[batch, pos, d_model]`` with the selected tokens (not the first when ``skip_first``)
+    run through the SAE."""
     weight = sae.W_enc
+    first = 1 if skip_first else 0
 
     def fn(h: torch.Tensor) -> torch.Tensor:
-        selected = select_positions(tracker, positions) & (tracker.position >= 1)  # [batch, pos]
+        selected = select_positions(tracker, positions) & (tracker.position >= first)  # [batch, pos]
         x = h[selected]  # [n, d_model], the model's device and dtype
         with torch.no_grad():
             latents = sae.encode(x.to(weight.device, weight.dtype))  # [n, d_sae], the SAE's device and dtype
@@ -87,7 +90,7 @@ def _site_function(sae: Any, edits: Mapping[int, LatentEdit], keep_error: bool, 
 
 @contextlib.contextmanager
 def _through_sae(model: Any, sae: Any, edits: Mapping[int, LatentEdit], keep_error: bool,
-                 positions: Positions) -> Iterator[None]:
+                 positions: Positions, skip_first: bool) -> Iterator[None]:
     point = check_sae(sae, model)
     edits = _check_edits(sae, edits)
     _check_positions(positions)
@@ -95,21 +98,25 @@ def _through_sae(model: Any, sae: Any, edits: Mapping[int, LatentEdit], keep_err
         yield
         return
     with model.token_positions() as tracker:
-        fn = _site_function(sae, edits, keep_error, tracker, positions)
+        fn = _site_function(sae, edits, keep_error, tracker, positions, skip_first)
         with model.hooks([(model.point(point.site, point.layer), fn)]):
             yield
 
 
 @contextlib.contextmanager
-def sae_splice(model: Any, sae: Any, positions: Positions = "all") -> Iterator[None]:
-    """Replace the SAE's site by its reconstruction on every forward inside the block (error dropped)."""
-    with _through_sae(model, sae, {}, keep_error=False, positions=positions):
+def sae_splice(model: Any, sae: Any, positions: Positions = "all", skip_first: bool = True) -> Iterator[None]:
+    """Replace the SAE's site by its reconstruction on every forward inside the block (error dropped).
+
+    ``positions`` as in :func:`steerlab.steer`; the first token is left as it is unless
+    ``skip_first=False`` (for an SAE trained on every position).
+    """
+    with _through_sae(model, sae, {}, keep_error=False, positions=positions, skip_first=skip_first):
         yield
 
 
 @contextlib.contextmanager
 def sae_edit(model: Any, sae: Any, edits: Mapping[int, LatentEdit], positions: Positions = "all",
-             keep_error: bool = True) -> Iterator[None]:
+             keep_error: bool = True, skip_first: bool = True) -> Iterator[None]:
     """Edit SAE latents on every forward inside the block, keeping the reconstruction error.
 
     Args:
@@ -117,11 +124,12 @@ def sae_edit(model: Any, sae: Any, edits: Mapping[int, LatentEdit], positions: P
         sae: a sae-lens SAE (its ``cfg.metadata.hook_name`` says where it hooks in).
         edits: ``{feature: value}`` (set the latent) or ``{feature: fn}`` (``fn`` maps the
             latent's values ``[n_tokens]`` to new ones, e.g. ``lambda a: 4 * a``).
-        positions: which tokens, as in :func:`steerlab.steer` (``"all"``, ``"last"``, ...); the
-            first token is never edited.
+        positions: which tokens, as in :func:`steerlab.steer` (``"all"``, ``"last"``, ...).
         keep_error: keep ``x - decode(encode(x))`` (default): the site becomes
             ``x + decode(edited) - decode(latents)``, and with no edit the model is untouched.
             False splices the edited reconstruction alone.
+        skip_first: leave each text's first token alone (default; the attention sink, outside
+            the SAE's training data); False for an SAE trained on every position.
     """
-    with _through_sae(model, sae, edits, keep_error=keep_error, positions=positions):
+    with _through_sae(model, sae, edits, keep_error=keep_error, positions=positions, skip_first=skip_first):
         yield

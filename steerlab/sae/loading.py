@@ -2,8 +2,11 @@
 
 A sparse autoencoder is trained on one hook point of one model; used anywhere else
 its features mean nothing. :func:`load_sae` loads one (a local ``save_model``
-directory, the shipped demo SAE, or a hub release for users with network access)
-and, given a model, refuses it when its input width or hook point do not match.
+directory, the shipped demo SAE, the SAE shipped for a named real model, or a hub release
+for users with network access) and, given a model, refuses it when its input width or hook
+point do not match. The SAEs shipped for real models (:data:`SHIPPED_MODEL_SAES`, loaded by
+the model's registry name, e.g. ``load_sae("smollm2-135m-instruct", model=model)``) are
+refused outright on a model of another name.
 
 Example:
     >>> import steerlab
@@ -25,6 +28,8 @@ from steerlab.sites import SitePoint
 
 DEMO_SAE_ENV_VAR = "STEERLAB_DEMO_SAE"
 DEMO_SAE_DEFAULT = "topk-blocks.2.hook_resid_post"
+# registry name of a real model -> its shipped SAE under assets/ (card.json beside the weights says how it was made)
+SHIPPED_MODEL_SAES = {"smollm2-135m-instruct": "smollm2-sae/topk-blocks.15.hook_resid_post"}
 
 
 def demo_sae_root() -> Path:
@@ -47,6 +52,13 @@ def shipped_demo_saes() -> list[str]:
     """Names of the SAEs under ``assets/demo-sae`` (directories holding a ``cfg.json``)."""
     root = demo_sae_root()
     return sorted(p.name for p in root.iterdir() if (p / "cfg.json").is_file()) if root.is_dir() else []
+
+
+def shipped_model_sae_path(model_name: str) -> Path:
+    """The directory of the SAE shipped for the real model ``model_name`` (see :data:`SHIPPED_MODEL_SAES`)."""
+    from steerlab.shipped import shipped_path
+
+    return shipped_path(SHIPPED_MODEL_SAES[model_name])
 
 
 def sae_point(sae: Any) -> SitePoint:
@@ -104,7 +116,9 @@ def load_sae(source: str | os.PathLike | tuple[str, str], *, model: Any = None, 
 
     Args:
         source: ``"demo"`` (the shipped TopK SAE of the demo model, or ``$STEERLAB_DEMO_SAE``),
-            ``"demo/<name>"`` (another shipped one, see :func:`shipped_demo_saes`), a
+            ``"demo/<name>"`` (another shipped one, see :func:`shipped_demo_saes`), a real
+            model's registry name (its shipped SAE, :data:`SHIPPED_MODEL_SAES`; refused on a model
+            of another name), a
             directory written by ``sae.save_model`` (``cfg.json`` + ``sae_weights.safetensors``),
             or ``(release, sae_id)`` for ``SAE.from_pretrained`` (needs the hub, e.g.
             ``("gpt2-small-res-jb", "blocks.8.hook_resid_pre")``).
@@ -128,6 +142,14 @@ def load_sae(source: str | os.PathLike | tuple[str, str], *, model: Any = None, 
             path = demo_sae_path(text.removeprefix("demo").removeprefix("/") or DEMO_SAE_DEFAULT)
             hint = (f"Train it with `python -m steerlab.sae.train --out {path}` (see assets/demo-sae/README.md), "
                     f"or point ${DEMO_SAE_ENV_VAR} at a trained copy. Shipped: {shipped_demo_saes()}.")
+        elif text in SHIPPED_MODEL_SAES:
+            path = shipped_model_sae_path(text)
+            hint = f"It is shipped in assets/{SHIPPED_MODEL_SAES[text]}; benchmarks/train_real_sae.py rebuilds it."
+            model_name = getattr(model, "name", None)
+            if model is not None and model_name != text:
+                raise ValueError(f"The shipped SAE {text!r} belongs to {text!r}, not to {model_name!r}: its features "
+                                 f"mean nothing on another model. Load {text!r} with steerlab.load_model({text!r}), or "
+                                 f"an SAE trained on {model_name!r} (steerlab train-sae).")
         else:
             path, hint = Path(text).expanduser(), "Pass a directory written by sae.save_model(path)."
         if not (path / "cfg.json").is_file():

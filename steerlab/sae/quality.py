@@ -2,7 +2,8 @@
 
 * explained variance: ``1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2`` over tokens;
 * L0: mean number of active latents per token;
-* dead fraction: latents never active on the evaluation text;
+* dead fraction: latents never active on the evaluation text; dense fraction: latents active
+  on more than :data:`DENSE_FREQUENCY` of its tokens (10%, as in SAEBench);
 * CE loss: mean next-token loss of the evaluation text clean, with the SAE spliced in
   (reconstruction replaces the site) and with the site mean-ablated; ``ce_increase`` is
   spliced - clean and ``ce_loss_recovered`` is (ablated - spliced) / (ablated - clean).
@@ -10,6 +11,9 @@
   with the site's mean over the evaluation text. Mean ablation usually hurts less than
   zeros, so the same SAE usually scores lower here than in sae-lens' evals (compare
   numbers across the two only with that in mind).
+
+Every token but each text's first is measured by default (``skip_first``: the attention sink,
+left out of training too; see :mod:`steerlab.sae.activations`).
 
 Example:
     >>> report = sae_quality(model, sae, demo_corpus(500, seed=999))          # doctest: +SKIP
@@ -29,10 +33,12 @@ from steerlab.sae.editing import sae_splice
 from steerlab.sae.loading import check_sae
 from steerlab.steering.metrics import mean_nll, token_logprobs
 
+DENSE_FREQUENCY = 0.1  # a latent active on more than this share of tokens counts as dense
+
 
 @torch.no_grad()
 def reconstruction_metrics(sae: Any, activations: torch.Tensor) -> dict[str, float]:
-    """Explained variance, MSE, L0 and dead fraction of ``activations`` ``[n_tokens, d_in]``."""
+    """Explained variance, MSE, L0, dead and dense fractions of ``activations`` ``[n_tokens, d_in]``."""
     latents = encode(sae, activations)  # [n_tokens, d_sae]
     reconstruction = torch.cat([sae.decode(latents[i:i + 8192].to(sae.W_dec.device, sae.W_dec.dtype)).float().cpu()
                                 for i in range(0, len(latents), 8192)])  # [n_tokens, d_in] on CPU
@@ -40,23 +46,26 @@ def reconstruction_metrics(sae: Any, activations: torch.Tensor) -> dict[str, flo
     residual = (x - reconstruction).pow(2).sum()
     total = (x - x.mean(dim=0)).pow(2).sum()
     active = latents > 0
+    frequency = active.float().mean(dim=0)  # [d_sae] share of tokens each latent fires on
     return {"explained_variance": float(1 - residual / total), "mse": float(residual / x.numel()),
-            "l0": float(active.sum(dim=1).float().mean()), "dead_fraction": float((~active.any(dim=0)).float().mean()),
-            "n_tokens": len(x)}
+            "l0": float(active.sum(dim=1).float().mean()), "dead_fraction": float((frequency == 0).float().mean()),
+            "dense_fraction": float((frequency > DENSE_FREQUENCY).float().mean()), "n_tokens": len(x)}
 
 
-def ce_losses(model: Any, sae: Any, texts: Sequence[str]) -> dict[str, float]:
-    """Mean next-token loss (nats) of ``texts``: clean, SAE spliced in, site mean-ablated."""
+def ce_losses(model: Any, sae: Any, texts: Sequence[str], skip_first: bool = True) -> dict[str, float]:
+    """Mean next-token loss (nats) of ``texts``: clean, SAE spliced in, site mean-ablated (the first
+    token left as it is in both when ``skip_first``)."""
     point = check_sae(sae, model)
     texts = list(texts)
     clean = mean_nll(model, texts, token_logprobs(model, texts))
-    with sae_splice(model, sae):
+    with sae_splice(model, sae, skip_first=skip_first):
         spliced = mean_nll(model, texts, token_logprobs(model, texts))
-    mean = site_activations(model, sae, texts).mean(dim=0)
+    mean = site_activations(model, sae, texts, skip_first=skip_first).mean(dim=0)
 
     def mean_ablate(h: torch.Tensor) -> torch.Tensor:
         ablated = mean.to(h.device, h.dtype).expand_as(h).clone()
-        ablated[:, 0] = h[:, 0]  # keep the first token, as the splice does (right padding: column 0 is the first token)
+        if skip_first:  # keep the first token, as the splice does (right padding: column 0 is the first token)
+            ablated[:, 0] = h[:, 0]
         return ablated
 
     with model.hooks([(model.point(point.site, point.layer), mean_ablate)]):
@@ -66,6 +75,10 @@ def ce_losses(model: Any, sae: Any, texts: Sequence[str]) -> dict[str, float]:
             "ce_loss_recovered": recovered}
 
 
-def sae_quality(model: Any, sae: Any, texts: Sequence[str]) -> dict[str, float]:
-    """Every quality number of :mod:`steerlab.sae.quality` on ``texts`` (held-out text, not the training text)."""
-    return {**reconstruction_metrics(sae, site_activations(model, sae, texts)), **ce_losses(model, sae, texts)}
+def sae_quality(model: Any, sae: Any, texts: Sequence[str], skip_first: bool = True) -> dict[str, float]:
+    """Every quality number of :mod:`steerlab.sae.quality` on ``texts`` (held-out text, not the training text).
+
+    ``skip_first`` (default): leave each text's first token (the attention sink) out of every number.
+    """
+    return {**reconstruction_metrics(sae, site_activations(model, sae, texts, skip_first=skip_first)),
+            **ce_losses(model, sae, texts, skip_first=skip_first)}

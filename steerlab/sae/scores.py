@@ -57,7 +57,7 @@ def _set_logprob(logprobs: torch.Tensor, ids: list[int]) -> torch.Tensor:
 @torch.no_grad()
 def output_scores(model: Any, sae: Any, prompts: Sequence[str], positive_words: Sequence[str],
                   negative_words: Sequence[str], features: Sequence[int] | None = None, strength: float = 1.0,
-                  batch_features: int = 64, batch_size: int = 256) -> np.ndarray:
+                  batch_features: int = 64, batch_size: int = 256, skip_first: bool = True) -> np.ndarray:
     """``[n_features]``: mean rise of ``log P(positive) - log P(negative)`` next-token when each feature is amplified.
 
     Args:
@@ -68,40 +68,44 @@ def output_scores(model: Any, sae: Any, prompts: Sequence[str], positive_words: 
             ``prompts`` (1.0 doubles a typical token's norm at most).
         batch_features: features steered per round (``batch_features * len(prompts)`` rows).
         batch_size: rows per forward pass (a round is split into forwards of this many rows).
+        skip_first: add nothing at each prompt's first token (the attention sink; default), as the
+            SAE hooks do; the median norm is taken without it too.
     """
     point = check_sae(sae, model)
     features = list(range(sae.cfg.d_sae)) if features is None else [int(f) for f in features]
     positive = [word_token_id(model.tokenizer, w) for w in positive_words]
     negative = [word_token_id(model.tokenizer, w) for w in negative_words]
-    norm = float(site_activations(model, sae, prompts).norm(dim=-1).median())
+    norm = float(site_activations(model, sae, prompts, skip_first=skip_first).norm(dim=-1).median())
     directions = sae.W_dec.detach().float().cpu()
     directions = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12) * strength * norm
-    baseline = _margin(model, list(prompts), positive, negative, None, point, batch_size).mean()
+    first = 1 if skip_first else 0
+    baseline = _margin(model, list(prompts), positive, negative, None, point, batch_size, first).mean()
     scores = []
     for start in range(0, len(features), batch_features):
         chunk = features[start:start + batch_features]
         per_row = directions[chunk].repeat_interleave(len(prompts), dim=0)  # [chunk * prompts, d]
         rows = [prompt for _ in chunk for prompt in prompts]  # feature-major, matching per_row
-        margins = _margin(model, rows, positive, negative, per_row, point, batch_size)
+        margins = _margin(model, rows, positive, negative, per_row, point, batch_size, first)
         scores.append(margins.reshape(len(chunk), len(prompts)).mean(dim=1) - baseline)
     return torch.cat(scores).numpy()
 
 
 def _margin(model: Any, prompts: list[str], positive: list[int], negative: list[int],
-            per_row: torch.Tensor | None, point: Any, batch_size: int) -> torch.Tensor:
-    """``[n_prompts]`` next-token ``log P(positive set) - log P(negative set)``, with ``per_row[i]`` added at row i.
+            per_row: torch.Tensor | None, point: Any, batch_size: int, first: int = 1) -> torch.Tensor:
+    """``[n_prompts]`` next-token ``log P(positive set) - log P(negative set)``, with ``per_row[i]`` added at row i
+    from token ``first`` on.
 
     Runs ``batch_size`` rows per forward pass (``per_row`` is ``[n_prompts, d_model]`` or None).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     return torch.cat([_margin_batch(model, prompts[start:start + batch_size], positive, negative,
-                                    None if per_row is None else per_row[start:start + batch_size], point)
+                                    None if per_row is None else per_row[start:start + batch_size], point, first)
                       for start in range(0, len(prompts), batch_size)])
 
 
 def _margin_batch(model: Any, prompts: list[str], positive: list[int], negative: list[int],
-                  per_row: torch.Tensor | None, point: Any) -> torch.Tensor:
+                  per_row: torch.Tensor | None, point: Any, first: int) -> torch.Tensor:
     """:func:`_margin` for one forward pass."""
     batch = model.tokenize(prompts)
     if per_row is None:
@@ -109,7 +113,7 @@ def _margin_batch(model: Any, prompts: list[str], positive: list[int], negative:
     else:
         with model.token_positions() as tracker:
             def add(h: torch.Tensor) -> torch.Tensor:
-                selected = (tracker.real & (tracker.position >= 1)).unsqueeze(-1)  # [batch, pos, 1]
+                selected = (tracker.real & (tracker.position >= first)).unsqueeze(-1)  # [batch, pos, 1]
                 return h + selected * per_row.to(h.device, h.dtype).unsqueeze(1)
             logits = model.forward(batch, [(model.point(point.site, point.layer), add)])
     last = batch.lengths.to(logits.device) - 1

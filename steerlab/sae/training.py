@@ -2,9 +2,11 @@
 
 The data provider is an endless iterator of shuffled ``[batch, d_in]`` tensors cut
 from ``capture(..., position="all")`` over the text you give (the demo corpus by
-default), first tokens left out (BOS where the tokenizer adds one, else the first word; an
-attention sink with a norm several times the others). ``cfg.metadata.prepend_bos`` records
-whether the tokenizer adds a BOS (steerlab itself never adds one).
+default), first tokens left out by default (``skip_first``: BOS where the tokenizer adds one,
+else the first word; an attention sink with a norm several times the others, ~130x the median
+on SmolLM2's layer 15). ``cfg.metadata.prepend_bos`` records whether the tokenizer adds a BOS
+(steerlab itself never adds one). :func:`train_sae_on_activations` trains on rows you captured
+yourself (e.g. streamed to disk with ``capture(..., out=DIR)`` for a corpus too large to redo).
 
 TopK ("Scaling and evaluating sparse autoencoders", Gao et al.) and the standard L1 SAE
 ("Towards Monosemanticity", Bricken et al.) are both sae-lens training classes; activations are normalised to
@@ -17,6 +19,9 @@ Example:
     >>> model = steerlab.load_model("demo")                                      # doctest: +SKIP
     >>> sae = train_sae(model, demo_corpus(4000), layer=1, architecture="topk", k=16)  # doctest: +SKIP
     >>> sae.save_model("my-sae")                                                 # doctest: +SKIP
+    >>> rows = torch.randn(4096, 128)                      # or rows from steerlab.capture(..., position="all")
+    >>> sae = train_sae_on_activations(rows, hook_name="blocks.1.hook_resid_post", model_name="demo",
+    ...                                prepend_bos=True, k=8, steps=200)      # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -75,37 +80,67 @@ def training_config(architecture: str, d_in: int, d_sae: int, *, k: int, l1_coef
 
 def train_sae(model: Any, texts: Sequence[str], *, layer: int, site: str = "resid_post", architecture: str = "topk",
               d_sae: int = 512, k: int = 16, l1_coefficient: float = 2.0, steps: int = 3000, batch_size: int = 512,
-              lr: float = 1e-3, seed: int = 0) -> Any:
+              lr: float = 1e-3, seed: int = 0, skip_first: bool = True) -> Any:
     """Train an SAE on ``model``'s ``site`` at ``layer`` over ``texts``; returns an inference sae-lens SAE.
 
     Args:
         model: a :class:`~steerlab.models.ModelAdapter`.
-        texts: training text; every token but the first of each text (BOS where the tokenizer adds
-            one, else the first word) is one training row.
+        texts: training text; every token of each text is one training row, but the first when
+            ``skip_first`` (default).
         layer, site: where to read (``cfg.metadata.hook_name`` becomes ``blocks.{layer}.hook_{site}``).
         architecture: ``"topk"`` (k active latents per token) or ``"standard"`` (ReLU + L1 penalty).
         d_sae: number of latents; k: active latents (topk); l1_coefficient: sparsity penalty (standard).
         steps, batch_size: ``steps * batch_size`` training rows (re-shuffled each epoch).
         lr: Adam learning rate, warm-up over 5% of steps, cosine decay to lr / 10.
+        skip_first: leave out each text's first token (BOS where the tokenizer adds one, else the
+            first word: the attention sink, with a norm several times the others'). The helpers
+            that use the SAE (:mod:`steerlab.sae.editing`, :mod:`steerlab.sae.quality`...) skip it
+            by default too; ``cfg.metadata.steerlab_training["skip_first"]`` records the choice.
 
     Returns:
         A ``TopKSAE`` or ``StandardSAE`` (eval mode) with ``cfg.metadata`` recording
         the hook, model and training settings (``metadata.steerlab_training``).
+    """
+    from steerlab.sae.activations import token_rows, tokenizer_adds_bos
+
+    point = model.point(site, layer)
+    started = time.perf_counter()
+    activations = token_rows(model, point, texts, skip_first=skip_first)[0]
+    sae = train_sae_on_activations(activations, hook_name=point.hook_name, model_name=model.name,
+                                   prepend_bos=tokenizer_adds_bos(model.tokenizer), architecture=architecture,
+                                   d_sae=d_sae, k=k, l1_coefficient=l1_coefficient, steps=steps,
+                                   batch_size=batch_size, lr=lr, seed=seed)
+    sae.cfg.metadata.steerlab_training.update(texts=len(texts), skip_first=skip_first,
+                                              seconds=round(time.perf_counter() - started, 1))
+    return sae
+
+
+def train_sae_on_activations(activations: torch.Tensor, *, hook_name: str, model_name: str, prepend_bos: bool,
+                             architecture: str = "topk", d_sae: int = 512, k: int = 16, l1_coefficient: float = 2.0,
+                             steps: int = 3000, batch_size: int = 512, lr: float = 1e-3, seed: int = 0) -> Any:
+    """Train an SAE with sae-lens' ``SAETrainer`` on activation rows you captured yourself.
+
+    Args:
+        activations: ``[n_tokens, d_in]`` rows (float32 or bfloat16; batches are cast to float32).
+        hook_name: the TransformerLens hook they come from (``"blocks.15.hook_resid_post"``).
+        model_name: the model's name (``load_sae`` warns when used on another one).
+        prepend_bos: whether the tokenizer put a BOS token in front of the texts.
+        architecture, d_sae, k, l1_coefficient, steps, batch_size, lr, seed: as in :func:`train_sae`.
+
+    Returns:
+        The inference SAE (eval mode); ``cfg.metadata.steerlab_training`` records the settings.
     """
     from sae_lens import SAE
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.saes.sae import TrainingSAE
     from sae_lens.training.sae_trainer import SAETrainer
 
-    from steerlab.sae.activations import token_rows, tokenizer_adds_bos
-
+    if activations.ndim != 2:
+        raise ValueError(f"activations must be [n_tokens, d_in], got shape {tuple(activations.shape)}.")
     torch.manual_seed(seed)
-    point = model.point(site, layer)
     started = time.perf_counter()
-    activations = token_rows(model, point, texts)[0]
-    cfg = training_config(architecture, model.d_model, d_sae, k=k, l1_coefficient=l1_coefficient,
-                          hook_name=point.hook_name, model_name=model.name,
-                          prepend_bos=tokenizer_adds_bos(model.tokenizer))
+    cfg = training_config(architecture, activations.shape[1], d_sae, k=k, l1_coefficient=l1_coefficient,
+                          hook_name=hook_name, model_name=model_name, prepend_bos=prepend_bos)
     training_sae = TrainingSAE.from_dict(cfg.to_dict())
     trainer_cfg = SAETrainerConfig(
         total_training_samples=steps * batch_size, train_batch_size_samples=batch_size, lr=lr, lr_end=lr / 10,
@@ -113,10 +148,11 @@ def train_sae(model: Any, texts: Sequence[str], *, layer: int, site: str = "resi
         dead_feature_window=max(50, steps // 10), feature_sampling_window=max(100, steps // 5),
         n_batches_for_norm_estimate=min(50, max(1, len(activations) // batch_size)),
         logger=LoggingConfig(log_to_wandb=False))
-    trainer = SAETrainer(cfg=trainer_cfg, sae=training_sae, data_provider=activation_batches(activations, batch_size, seed))
+    batches = (batch.float() for batch in activation_batches(activations, batch_size, seed))
+    trainer = SAETrainer(cfg=trainer_cfg, sae=training_sae, data_provider=batches)
     trainer.fit()
     training_sae.cfg.metadata.steerlab_training = {
-        "texts": len(texts), "tokens": len(activations), "steps": steps, "batch_size": batch_size, "lr": lr,
+        "tokens": len(activations), "steps": steps, "batch_size": batch_size, "lr": lr,
         "seed": seed, "k": k if architecture == "topk" else None,
         "l1_coefficient": l1_coefficient if architecture == "standard" else None,
         "seconds": round(time.perf_counter() - started, 1)}
@@ -124,4 +160,3 @@ def train_sae(model: Any, texts: Sequence[str], *, layer: int, site: str = "resi
         training_sae.save_inference_model(directory)  # folds TopK's decoder norm; drops training-only fields
         sae = SAE.load_from_disk(directory)
     return sae.eval()
-

@@ -193,8 +193,11 @@ def _canonical(name: str) -> str:
     return str(path.resolve()) if name != "demo" and path.is_dir() else name
 
 
-def _check_alphas(alpha: Any, n_vectors: int) -> list[float]:
-    """One finite float per vector (a number for all, or a sequence / 1-d array of one per vector)."""
+def _check_alphas(alpha: Any, n_vectors: int, mode: str) -> list[float] | list[torch.Tensor]:
+    """One finite float per vector (a number for all, or a sequence / 1-d array of one per vector), or
+    per-row alphas: a ``[n_vectors, batch]`` tensor gives one ``[batch]`` row of coefficients per vector."""
+    if isinstance(alpha, torch.Tensor) and alpha.ndim == 2:
+        return _check_row_alphas(alpha, n_vectors, mode)
     is_many = isinstance(alpha, Sequence) and not isinstance(alpha, (str, bytes))
     is_many = is_many or (hasattr(alpha, "ndim") and getattr(alpha, "ndim") == 1)
     if not is_many:
@@ -203,6 +206,18 @@ def _check_alphas(alpha: Any, n_vectors: int) -> list[float]:
     if len(alphas) != n_vectors:
         raise ValueError(f"Got {len(alphas)} alphas for {n_vectors} vectors: give one, or one per vector.")
     return alphas
+
+
+def _check_row_alphas(alpha: torch.Tensor, n_vectors: int, mode: str) -> list[torch.Tensor]:
+    """``[n_vectors, batch]`` per-row coefficients, one ``[batch]`` float tensor per vector (mode='add' only)."""
+    if mode != "add":
+        raise ValueError(f"Per-row alphas (a [n_vectors, batch] tensor) scale mode='add' only, not mode={mode!r}.")
+    if alpha.shape[0] != n_vectors or alpha.shape[1] < 1:
+        raise ValueError(f"Per-row alphas have shape {tuple(alpha.shape)} for {n_vectors} vectors: give a "
+                         f"[{n_vectors}, batch] tensor (one row of coefficients per vector, one column per text).")
+    if not alpha.is_floating_point() or not bool(torch.isfinite(alpha).all()):
+        raise ValueError("Per-row alphas must be finite floating-point numbers.")
+    return list(alpha.detach())
 
 
 def _check_mode(mode: Any) -> str:
@@ -252,9 +267,12 @@ def _in_norm_units(vector: SteeringVector) -> SteeringVector:
 # ---------------------------------------------------------------- the hook
 
 
-def _site_function(vector: SteeringVector, mode: str, alpha: float, value: float | None,
+def _site_function(vector: SteeringVector, mode: str, alpha: float | torch.Tensor, value: float | None,
                    tracker: TokenPositions, positions: Positions, stats: SteeringStats) -> Callable:
-    """The site function editing ``h [batch, pos, d_model]`` at the selected tokens (arguments already checked)."""
+    """The site function editing ``h [batch, pos, d_model]`` at the selected tokens (arguments already checked).
+
+    A tensor ``alpha`` holds one coefficient per row of the batch (``[batch]``, mode='add').
+    """
     cast: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # per (device, dtype): once, not every step
 
     def fn(h: torch.Tensor) -> torch.Tensor:
@@ -266,7 +284,7 @@ def _site_function(vector: SteeringVector, mode: str, alpha: float, value: float
         stats.forwards += 1
         stats.edited_tokens += int(sel.sum())
         if mode == "add":
-            return edits.add(h, sel, direction, alpha)
+            return edits.add(h, sel, direction, alpha if not isinstance(alpha, torch.Tensor) else _rows(alpha, h))
         if mode == "ablate":
             return edits.ablate(h, sel, unit)
         if mode == "set":
@@ -279,6 +297,14 @@ def _site_function(vector: SteeringVector, mode: str, alpha: float, value: float
     return fn
 
 
+def _rows(alpha: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Per-row alphas ``[batch]`` as ``[batch, 1]`` on ``h``'s device and dtype; the batch must match."""
+    if alpha.shape[0] != h.shape[0]:
+        raise ValueError(f"Per-row alphas were given for {alpha.shape[0]} rows, but this forward pass has "
+                         f"{h.shape[0]}: give one column of alphas per text of each forward.")
+    return alpha.to(h.device, h.dtype).unsqueeze(1)
+
+
 @contextlib.contextmanager
 def steer(model: ModelAdapter, vectors: SteeringVector | Sequence[SteeringVector], alpha: float | Sequence[float] = 1.0,
           positions: Positions = "all", mode: str = "add", target: float | None = None,
@@ -289,7 +315,10 @@ def steer(model: ModelAdapter, vectors: SteeringVector | Sequence[SteeringVector
         model: a loaded :class:`~steerlab.models.ModelAdapter`.
         vectors: one :class:`SteeringVector` or several (each at its own site/layers).
         alpha: the coefficient(s) for ``mode="add"`` (one per vector, or one for all): a
-            finite number (float, int, numpy scalar or 0-d tensor).
+            finite number (float, int, numpy scalar or 0-d tensor). Per-row alphas: a
+            ``[n_vectors, batch]`` float tensor scales vector ``v`` by ``alpha[v, i]`` in row
+            ``i`` of every forward inside the block, whose batch must then have ``batch`` rows
+            (many alphas in one batched forward: :func:`steerlab.steering.sweep`).
         positions: which tokens, by their index in their own text (left padding and the
             KV cache accounted for):
 
@@ -331,8 +360,8 @@ def steer(model: ModelAdapter, vectors: SteeringVector | Sequence[SteeringVector
     vector_list = _check_vector_list(vectors)
     for vector in vector_list:
         _check_vector(model, vector)
-    alphas = _check_alphas(alpha, len(vector_list))
     mode = _check_mode(mode)
+    alphas = _check_alphas(alpha, len(vector_list), mode)
     value = _check_target(mode, target, vector_list)
     positions = _check_positions(positions)
     if not isinstance(norm_units, bool):

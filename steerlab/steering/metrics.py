@@ -69,6 +69,38 @@ def kl_divergence(reference: list[torch.Tensor], steered: list[torch.Tensor]) ->
     return float(kl.mean())
 
 
+def next_token_sums(logprobs: torch.Tensor, reference: torch.Tensor, input_ids: torch.Tensor,
+                    attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per setting, sums over the predicted tokens of a right-padded batch: ``(kl [k], nll [k], n_tokens)``.
+
+    ``logprobs`` ``[k, n, pos, vocab]`` are next-token log-probs of the ``n`` texts under ``k``
+    settings, ``reference`` ``[n, pos, vocab]`` the unsteered ones; ``input_ids`` and
+    ``attention_mask`` are ``[n, pos]``. Dividing by ``n_tokens`` (summed over chunks) gives
+    :func:`kl_divergence` and :func:`mean_nll` of each setting. One setting at a time, so that
+    no temporary is larger than ``[n, pos, vocab]``.
+    """
+    predicted = attention_mask[:, 1:].bool()  # position p predicts token p + 1, a real token
+    reference = reference[:, :-1]
+    probabilities = reference.exp()
+    targets = input_ids[:, 1:].unsqueeze(-1)  # [n, pos - 1, 1]
+    zero = torch.zeros((), dtype=reference.dtype)  # padding may hold anything, NaN included: never read
+    kl, nll = torch.empty(logprobs.shape[0]), torch.empty(logprobs.shape[0])
+    for setting, steered in enumerate(logprobs[:, :, :-1]):
+        kl[setting] = torch.where(predicted, (probabilities * (reference - steered)).sum(dim=-1), zero).sum()
+        nll[setting] = torch.where(predicted, -steered.gather(-1, targets).squeeze(-1), zero).sum()
+    return kl, nll, int(predicted.sum())
+
+
+def last_token_columns(logits: torch.Tensor, attention_mask: torch.Tensor, token_ids: Sequence[int]) -> torch.Tensor:
+    """``[k, n, len(token_ids)]``: log-probs of ``token_ids`` after each text's last real token.
+
+    ``logits`` ``[k, n, pos, vocab]`` of ``n`` right-padded texts under ``k`` settings.
+    """
+    last = attention_mask.sum(dim=1) - 1  # [n]
+    at_last = logits[:, torch.arange(len(last)), last]  # [k, n, vocab]
+    return torch.log_softmax(at_last, dim=-1)[..., list(token_ids)]
+
+
 def mean_nll(model: ModelAdapter, texts: Sequence[str], logprobs: list[torch.Tensor]) -> float:
     """Mean next-token negative log-likelihood of ``texts`` from their ``token_logprobs``."""
     ids = [model.tokenizer(text)["input_ids"] for text in texts]

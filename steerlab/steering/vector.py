@@ -231,6 +231,43 @@ class SteeringVector:
                        probe_intercept=metadata["probe_intercept"], typical_norm=metadata["typical_norm"],
                        provenance=metadata["provenance"])
 
+    # ------------------------------------------------------------ llama.cpp control vectors
+
+    def to_gguf(self, path: str | os.PathLike, alpha: float = 1.0, *, model: Any = None,
+                model_hint: str | None = None, mode: str = "add", positions: Any = "all", norm_units: bool = False,
+                overwrite: bool = False) -> Path:
+        """Write ``alpha * direction`` as a llama.cpp control vector (GGUF): ``direction.L`` for each layer L.
+
+        llama.cpp (``--control-vector FILE``), repeng and EasySteer read it. llama.cpp adds it to
+        the output of block L at every token, i.e. ``steer(model, self, alpha=alpha)`` at
+        ``resid_post``. Refused with a clear error: other sites, layer 0 (llama.cpp cannot steer
+        block 0's output), modes other than ``"add"``, positions other than ``"all"``. Pass
+        ``model=`` to resolve negative layers and check layers / d_model against the model.
+        See :mod:`steerlab.steering.control_vector_gguf`.
+
+        Example:
+            >>> v = SteeringVector(torch.ones(4), layers=[2, 3])    # doctest: +SKIP
+            >>> v.to_gguf("happy.gguf", alpha=4.0)                # doctest: +SKIP
+            # llama-cli -m model.gguf --control-vector happy.gguf
+        """
+        from steerlab.steering.control_vector_gguf import write_control_vector
+
+        return write_control_vector(self, path, alpha, model=model, model_hint=model_hint, mode=mode,
+                                    positions=positions, norm_units=norm_units, overwrite=overwrite)
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike) -> list["SteeringVector"]:
+        """The vectors of a llama.cpp control-vector GGUF (steerlab's, repeng's, llama.cpp cvector-generator's).
+
+        One :class:`SteeringVector` per distinct direction (at every layer that carries it), at
+        ``resid_post``: ``steer(model, SteeringVector.from_gguf(path))`` adds what llama.cpp
+        adds at strength 1. A vector written by :meth:`to_gguf` with ``alpha=1`` reads back
+        exactly: ``[v] == SteeringVector.from_gguf(path)`` field by field.
+        """
+        from steerlab.steering.control_vector_gguf import read_control_vector
+
+        return read_control_vector(path)
+
 
 def _layer_index(layer: Any) -> int:
     """One layer index as an int (numpy / 0-d torch integers accepted; bool, float and str refused)."""

@@ -1,0 +1,121 @@
+"""Steered generation against unsteered on a real model with the KV cache (issue 16, goal 4).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_generation.py [--model smollm2-135m-instruct]
+        [--prompts 4] [--new-tokens 32] [--rounds 7] [--threads 1] [--backend hf]
+
+Every condition generates the same number of tokens (``min_new_tokens = max_new_tokens``,
+greedy, transformers' own loop with its KV cache), in rounds that alternate the conditions
+in one process; the ratio is steered tokens/s over unsteered tokens/s of the same round,
+reported as the median over rounds, in wall-clock and in process CPU time (with one torch
+thread the CPU-time ratio is what the steering costs, whatever else runs on the machine).
+
+Conditions: ``add`` at the middle layer, ``clamp`` (probe probability := 0.9) at the
+middle layer, ``add`` at six layers at once, and ``add`` at the middle layer with
+``positions="generated"`` (the per-step position bookkeeping at work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+PROMPTS = ["The capital of France is", "My favourite food is", "Water boils at",
+           "The best way to learn a language is", "Once upon a time", "The stock market today"]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_line(threads: int) -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"CPU: {cpu_model()} ({os.cpu_count()} cores); torch {torch.__version__}, torch threads "
+            f"{torch.get_num_threads()} (--threads {threads}), interop {torch.get_num_interop_threads()}, "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; load average {load:.1f}")
+
+
+def timed(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--backend", default="hf")
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    import steerlab
+
+    print(machine_line(args.threads))
+    model = steerlab.load_model(args.model, backend=args.backend)
+    prompts = (PROMPTS * args.prompts)[: args.prompts]
+    middle = model.n_layers // 2
+    direction = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
+    direction = direction / direction.norm() * 4.0
+    one = steerlab.SteeringVector(direction, layers=middle, model_name=model.name,
+                                  probe_weight_norm=1.0, probe_intercept=0.0)
+    six = steerlab.SteeringVector(direction, layers=tuple(range(middle - 3, middle + 3)), model_name=model.name)
+    generate = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
+
+    def run(**steering):
+        def fn() -> None:
+            if not steering:
+                model.generate(prompts, **generate)
+                return
+            with steerlab.steer(model, **steering):
+                model.generate(prompts, **generate)
+        return fn
+
+    conditions = {
+        "unsteered": run(),
+        "add, 1 layer": run(vectors=one, alpha=1.0),
+        "clamp, 1 layer": run(vectors=one, mode="clamp", target=0.9),
+        "add, 6 layers": run(vectors=six, alpha=1.0),
+        "add, 1 layer, positions='generated'": run(vectors=one, alpha=1.0, positions="generated"),
+    }
+    for fn in conditions.values():  # warm-up
+        fn()
+    wall: dict[str, list[float]] = {name: [] for name in conditions}
+    cpu: dict[str, list[float]] = {name: [] for name in conditions}
+    for _ in range(args.rounds):
+        for name, fn in conditions.items():
+            seconds, cpu_seconds = timed(fn)
+            wall[name].append(seconds)
+            cpu[name].append(cpu_seconds)
+
+    tokens = args.prompts * args.new_tokens
+    print(f"\n{args.model} ({args.backend}), {args.prompts} prompts x {args.new_tokens} new tokens, greedy, KV cache; "
+          f"median over {args.rounds} rounds\n")
+    print("| condition | tokens/s (wall) | steered/unsteered (wall) | steered/unsteered (CPU time) |")
+    print("|---|---|---|---|")
+    for name in conditions:
+        wall_ratio = statistics.median(u / s for u, s in zip(wall["unsteered"], wall[name]))
+        cpu_ratio = statistics.median(u / s for u, s in zip(cpu["unsteered"], cpu[name]))
+        rate = tokens / statistics.median(wall[name])
+        print(f"| {name} | {rate:.1f} | {wall_ratio:.3f}x | {cpu_ratio:.3f}x |")
+    print("\n" + machine_line(args.threads))
+
+
+if __name__ == "__main__":
+    main()
