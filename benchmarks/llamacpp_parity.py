@@ -126,7 +126,7 @@ def main() -> None:
           f"{llama['llama_cpp_python']} (n_threads=1); CPU {_cpu()}; llama.cpp n_layer {llama['n_layer']}, "
           f"n_embd {llama['n_embd']}\n")
     print("| case | max abs logit diff (llama.cpp - steerlab) | argmax agree | cos(effect_llama.cpp, effect_steerlab) "
-          "| rel. error of effect | cos with steerlab one block earlier / later |")
+          "| rel. error of effect | control: steerlab one block earlier / later: cos, rel. error |")
     print("|---|---|---|---|---|---|")
     print(f"| no control vector | {np.abs(plain_l - plain_s).max():.3f} | "
           f"{_agree(plain_l, plain_s)} | - | - | - |")
@@ -136,9 +136,11 @@ def main() -> None:
         shifted = [logits([vector.at([layer + shift for layer in vector.layers])], alpha) - plain_s
                    for shift in (-1, 1)]
         print(f"| {name} | {np.abs(steered_l - steered_s).max():.3f} | {_agree(steered_l, steered_s)} | "
-              f"{_cos(effect_l, effect_s):.4f} | {np.linalg.norm(effect_l - effect_s) / np.linalg.norm(effect_s):.3f} | "
-              f"{_cos(effect_l, shifted[0]):.4f} / {_cos(effect_l, shifted[1]):.4f} |")
-    print("\nEffect = steered - unsteered next-token logits of all prompts, flattened; cos = cosine similarity.")
+              f"{_cos(effect_l, effect_s):.4f} | {_relative_error(effect_l, effect_s):.3f} | "
+              f"{_cos(effect_l, shifted[0]):.4f}, {_relative_error(effect_l, shifted[0]):.3f} / "
+              f"{_cos(effect_l, shifted[1]):.4f}, {_relative_error(effect_l, shifted[1]):.3f} |")
+    print("\nEffect = steered - unsteered next-token logits of all prompts, flattened; cos = cosine similarity; "
+          "rel. error = |effect_llama.cpp - effect_steerlab| / |effect_steerlab|.")
 
 
 def _agree(a: np.ndarray, b: np.ndarray) -> str:
@@ -148,6 +150,10 @@ def _agree(a: np.ndarray, b: np.ndarray) -> str:
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.reshape(-1), b.reshape(-1)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _relative_error(llama: np.ndarray, steerlab_effect: np.ndarray) -> float:
+    return float(np.linalg.norm(llama - steerlab_effect) / np.linalg.norm(steerlab_effect))
 
 
 def _cpu() -> str:

@@ -20,6 +20,11 @@ activation itself, and llama.cpp steers every token of prompt and answer alike.
 
 steerlab also writes ``steerlab.*`` keys (model name, typical norm, provenance...), which
 llama.cpp ignores, so a vector written with ``alpha=1`` reads back exactly.
+
+Checked against llama.cpp itself (``benchmarks/llamacpp_parity.py``, results in
+``benchmarks/results_llamacpp.md``): on SmolLM2-135M's GGUF the control vector changes
+llama.cpp's next-token logits as ``steer`` changes steerlab's (cosine 0.999), and clearly
+less so with the layer moved one block either way (0.90).
 """
 
 from __future__ import annotations
