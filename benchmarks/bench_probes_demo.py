@@ -14,7 +14,7 @@ Run:
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes_demo.py --json /tmp/demo_probes.json
 
 Optional figures (HTML) go to ``--figures DIR``. ``--model DIR`` runs it on any checkpoint
-trained on the demo world (e.g. one from ``python -m steerlab.world.train``).
+trained on the demo world (e.g. one from ``python -m steerlab.organism.train``).
 """
 
 from __future__ import annotations

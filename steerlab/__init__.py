@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from steerlab.lazy_exports import lazy_exports
 
-__version__ = "0.1.0"
+from steerlab._version import __version__
 
 _LAZY = {
     "load_model": "steerlab.models.adapter",

@@ -247,7 +247,7 @@ def save_artifact(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], 
     overwrite leaves new tensors beside the old JSON, which loading refuses (the JSON
     records the sha256 of its tensors file).
     """
-    from steerlab import __version__
+    from steerlab._version import __version__
 
     schema = _schema(kind)
     tensor_path, json_path = artifact_paths(path)
@@ -432,7 +432,7 @@ def _read_json(json_path: Path) -> dict[str, Any]:
 
 
 def _check_version(json_path: Path, metadata: dict[str, Any]) -> None:
-    from steerlab import __version__
+    from steerlab._version import __version__
 
     if "steerlab_version" not in metadata:
         raise artifact_error(json_path, "field 'steerlab_version' is missing: not a steerlab artifact, or edited.")

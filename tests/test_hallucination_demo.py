@@ -76,7 +76,7 @@ def test_capture_matches_the_generation_pass_and_a_plain_hf_forward(model, qa):
 
 
 def test_token_confidence_features(model, qa, generated):
-    from steerlab.world.evaluate import qa_answers
+    from steerlab.organism.evaluate import qa_answers
 
     correct, confidence, answers = qa_answers(model.hf_model, model.tokenizer, qa)
     first = generated.position == 0

@@ -118,7 +118,7 @@ def test_clear_errors(model_dir, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="Unknown backend"):
         steerlab.load_model(str(model_dir("gpt2")), backend="jax")
     monkeypatch.setenv(DEMO_ENV_VAR, str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match="demo model is missing.*steerlab.world.train"):
+    with pytest.raises(FileNotFoundError, match="demo model is missing.*steerlab.organism.train"):
         steerlab.load_model("demo")
 
 

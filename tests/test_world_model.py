@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import steerlab.datasets as sd
-from steerlab.world.evaluate import auroc, qa_answers, verdict_correct
+from steerlab.organism.evaluate import auroc, qa_answers, verdict_correct
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo-model"
 
@@ -17,7 +17,7 @@ DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo-model"
 def test_micro_training_runs_and_saves_a_loadable_model(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steerlab.world.train import load_world_config, train_demo_model
+    from steerlab.organism.train import load_world_config, train_demo_model
 
     metrics = train_demo_model(tmp_path, steps=12, d_model=32, n_layers=1, n_heads=2, batch_size=8, progress=False)
     assert metrics["steps"] == 12 and 12 * 8 * 4 < metrics["tokens"] < 12 * 8 * 64  # real (unpadded) tokens
@@ -75,6 +75,6 @@ def test_demo_model_card_and_metrics_exist():
     assert metrics["targets"]["qa wrong answers >= 150"]["met"] is True
     assert metrics["targets"]["qa confidence AUROC < 0.99"]["met"] is True
     card = (DEMO_MODEL / "README.md").read_text()
-    assert "python -m steerlab.world.train" in card and "python -m steerlab.world.evaluate" in card
+    assert "python -m steerlab.organism.train" in card and "python -m steerlab.organism.evaluate" in card
     size = sum(f.stat().st_size for f in DEMO_MODEL.iterdir())
     assert size < 25 * 2**20

@@ -9,7 +9,7 @@ Example:
     True
 """
 
-from steerlab.datasets.builtin import available, load
+from steerlab.datasets.builtin import available, demo_world, load
 from steerlab.datasets.concept_dataset import ConceptDataset, QADataset
 from steerlab.datasets.contrast_pairs import ContrastPairs
 from steerlab.datasets.user_data import (DatasetFormatError, from_csv, from_hf, from_jsonl, qa_from_csv,

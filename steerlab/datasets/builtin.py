@@ -33,14 +33,19 @@ import dataclasses
 from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from steerlab.datasets.concept_dataset import ConceptDataset, QADataset
+
+if TYPE_CHECKING:
+    from steerlab.world.world import World
 
 DEMO_WORLD_SEED = 0
 
 
 @lru_cache(maxsize=4)
-def _world(seed: int):
+def demo_world(seed: int = DEMO_WORLD_SEED) -> "World":
+    """The demo world of ``seed`` (cached): the facts the demo datasets and the shipped demo model share."""
     from steerlab.world.world import generate_world
 
     return generate_world(seed)
@@ -51,7 +56,7 @@ def _demo(builder_name: str, module: str, needs_world: bool = True) -> Callable[
         import importlib
 
         builder = getattr(importlib.import_module(f"steerlab.datasets.{module}"), builder_name)
-        return builder(_world(world_seed), split) if needs_world else builder(split)
+        return builder(demo_world(world_seed), split) if needs_world else builder(split)
 
     return build
 

@@ -49,7 +49,7 @@ def resolve_source(model: str | os.PathLike) -> str:
         path = demo_model_path()
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
-                f"The demo model is missing at {path}. Train it with `python -m steerlab.world.train "
+                f"The demo model is missing at {path}. Train it with `python -m steerlab.organism.train "
                 f"--out {path}`, or point ${DEMO_ENV_VAR} at a trained copy."
             )
         return str(path)
@@ -93,6 +93,30 @@ def source_provenance(source: str) -> dict[str, Any] | None:
         named = [model.name for model in MODELS.values() if model.sha256 == provenance.get("sha256")]
         provenance["model"] = named[0] if named else None
     return provenance
+
+
+def input_device(hf_model: Any) -> "torch.device | None":
+    """Where the inputs of a model dispatched with a ``device_map`` go; None for a model without one.
+
+    That is the device on which the input embeddings *compute*, read from ``hf_device_map``
+    (the longest module prefix naming the embedding module). A module placed on ``"disk"``
+    or ``"cpu"`` (offloaded: its parameters are ``meta`` tensors, streamed in at each
+    forward) computes on accelerate's main device, the first device of the map that is
+    neither (``cpu`` when there is none), as ``accelerate.dispatch_model`` does. The
+    parameters themselves are no guide: an offloaded embedding's are on ``meta``.
+    """
+    import torch
+
+    device_map = getattr(hf_model, "hf_device_map", None)
+    if not device_map:
+        return None
+    embeddings = hf_model.get_input_embeddings()
+    name = next((name for name, module in hf_model.named_modules() if module is embeddings), "")
+    owners = [key for key in device_map if key == "" or name == key or name.startswith(key + ".")]
+    placement = device_map[max(owners, key=len)] if owners else next(iter(device_map.values()))
+    if placement in ("disk", "cpu", "meta"):
+        placement = next((device for device in device_map.values() if device not in ("disk", "cpu", "meta")), "cpu")
+    return torch.device(placement)
 
 
 def load_hf(source: str, *, dtype: Any = None, device_map: Any = None, **kwargs: Any) -> tuple[Any, Any]:

@@ -124,7 +124,7 @@ class HallucinationConfig:
 
 
 @dataclass
-class SAEConfig:
+class SAEStageConfig:
     path: str | None = None
     layer: int | None = None
     texts: str | None = None
@@ -150,7 +150,7 @@ class RunConfig:
     steering: SteeringConfig = field(default_factory=SteeringConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     hallucination: HallucinationConfig | None = None  # stages that run only when their section is present
-    sae: SAEConfig | None = None
+    sae: SAEStageConfig | None = None
     source: str = "<config>"
 
     def resolve(self, path: str | None) -> str | None:
@@ -163,7 +163,7 @@ class RunConfig:
 BACKENDS = ("auto", "hf", "transformer_lens", "nnsight")
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "capture": CaptureConfig, "probes": ProbesConfig,
             "steering": SteeringConfig, "output": OutputConfig, "hallucination": HallucinationConfig,
-            "sae": SAEConfig}
+            "sae": SAEStageConfig}
 OPTIONAL_SECTIONS = ("hallucination", "sae")  # absent = the stage does not run
 
 

@@ -53,6 +53,6 @@ def versions() -> dict[str, str]:
     import torch
     import transformers
 
-    import steerlab
+    from steerlab._version import __version__
 
-    return {"steerlab": steerlab.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+    return {"steerlab": __version__, "torch": torch.__version__, "transformers": transformers.__version__}

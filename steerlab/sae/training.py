@@ -41,10 +41,10 @@ def demo_corpus(n_lines: int, seed: int = 1000, world_seed: int = 0) -> list[str
     Seeds >= 1000 are used for SAE training text and 999 for evaluation text; the
     demo model itself was trained on other draws of the same stream.
     """
-    from steerlab.datasets.builtin import _world
+    from steerlab.datasets import demo_world
     from steerlab.world.corpus import CorpusStream
 
-    stream = CorpusStream(_world(world_seed), seed=seed)
+    stream = CorpusStream(demo_world(world_seed), seed=seed)
     return [stream.next_line() for _ in range(n_lines)]
 
 

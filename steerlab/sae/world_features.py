@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from steerlab.datasets import load
-from steerlab.datasets.builtin import _world
+from steerlab.datasets import demo_world
 from steerlab.sae.activations import latents
 from steerlab.sae.feature_probes import latent_aurocs
 from steerlab.world import templates as tp
@@ -54,7 +54,7 @@ def best_feature_per_value(z: Any, values: Sequence[str], variable: str) -> list
 
 def world_variable_table(model: Any, sae: Any, world_seed: int = 0) -> list[dict[str, Any]]:
     """Rows ``{variable, value, feature, in_sample_auroc, runner_up_in_sample_auroc, n_positive}`` per world value."""
-    world = _world(world_seed)
+    world = demo_world(world_seed)
     cities = [city for city in sorted(world.cities) if world.city_role[city] != "unseen"]
     countries = [world.cities[city] for city in cities]
     rows = []

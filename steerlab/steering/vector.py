@@ -18,7 +18,7 @@ from steerlab.sites import SitePoint, resolve_layer, validate_site
 KIND = "steering_vector"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SteeringVector:
     """A direction ``[d_model]`` to inject at ``site`` of one or more layers.
 
@@ -75,6 +75,34 @@ class SteeringVector:
     def unit(self) -> torch.Tensor:
         """The direction scaled to norm 1."""
         return self.direction / self.direction.norm().clamp_min(1e-12)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every field is: the direction exactly (``torch.equal``), the rest by ``==``."""
+        if not isinstance(other, SteeringVector):
+            return NotImplemented
+        return torch.equal(self.direction, other.direction) and all(
+            getattr(self, name) == getattr(other, name)
+            for name in ("layers", "site", "model_name", "probe_weight_norm", "probe_intercept", "typical_norm",
+                         "provenance"))
+
+    def __hash__(self) -> int:
+        # by content, over a subset of the fields __eq__ compares (so equal vectors hash equal);
+        # provenance is a dict, hence left out
+        return hash((self.direction.numpy().tobytes(), self.layers, self.site, self.model_name))
+
+    def apply(self, model: Any, alpha: float = 1.0, **steer_kwargs: Any):
+        """Steer ``model`` with this vector inside a ``with`` block (steering-vectors' idiom).
+
+        The same as ``steer(model, self, alpha=alpha, **steer_kwargs)``; see
+        :func:`steerlab.steering.injection.steer` for ``mode``, ``positions``, ``target``.
+
+        Example:
+            >>> with vector.apply(model, alpha=4.0, positions="all"):     # doctest: +SKIP
+            ...     model.generate(["my friend said the food was"])
+        """
+        from steerlab.steering.injection import steer
+
+        return steer(model, self, alpha=alpha, **steer_kwargs)
 
     def points(self, n_layers: int) -> list[SitePoint]:
         return [SitePoint(self.site, resolve_layer(layer, n_layers)) for layer in self.layers]

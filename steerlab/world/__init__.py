@@ -1,9 +1,8 @@
-"""The demo world: a seeded synthetic world, its corpus, tokenizer and the demo model's training.
+"""The demo world: a seeded synthetic world with known facts, its corpus and tokenizer.
 
 Modules (one job each): `world` (fact table, `generate_world`), `corpus` (training
-line stream), `statements`/`templates` (sentence forms), `tokenizer`, `packing`,
-`train` (`python -m steerlab.world.train`), `evaluate` (`python -m steerlab.world.evaluate`),
-`model_card`. Importing this package does not import torch.
+line stream), `statements`/`templates` (sentence forms), `tokenizer`, `packing`.
+The model trained on it lives in `steerlab.organism`. Importing this package does not import torch.
 
 Example:
     >>> from steerlab.world import generate_world
@@ -15,11 +14,4 @@ Example:
 from steerlab.world.world import ObjectFacts, Person, World, WorldConfig, generate_world
 
 
-def train_demo_model(*args, **kwargs):
-    """Lazy alias of `steerlab.world.train.train_demo_model` (imports torch only when called)."""
-    from steerlab.world.train import train_demo_model as _train
-
-    return _train(*args, **kwargs)
-
-
-__all__ = ["ObjectFacts", "Person", "World", "WorldConfig", "generate_world", "train_demo_model"]
+__all__ = ["ObjectFacts", "Person", "World", "WorldConfig", "generate_world"]

@@ -1,6 +1,6 @@
 """Render the demo model's README.md (model card) from its measured metrics.
 
-Called by `python -m steerlab.world.evaluate <dir> --write`, so the card's
+Called by `python -m steerlab.organism.evaluate <dir> --write`, so the card's
 numbers are always the ones in metrics.json.
 
 Example:
@@ -19,7 +19,7 @@ def _training_section(training: dict[str, Any] | None) -> list[str]:
         return ["(no training.json found)"]
     args, metrics = training["args"], training["metrics"]
     command = (
-        f"python -m steerlab.world.train --out assets/demo-model --steps {args['steps']} "
+        f"python -m steerlab.organism.train --out assets/demo-model --steps {args['steps']} "
         f"--d-model {args['d_model']} --layers {args['n_layers']} --heads {args['n_heads']} "
         f"--batch-size {args['batch_size']} --lr {args['lr']} --seed {args['seed']} --world-seed {args['world_seed']}"
     )
@@ -42,7 +42,7 @@ def _training_section(training: dict[str, Any] | None) -> list[str]:
         "",
         "```bash",
         f"HF_HUB_OFFLINE=1 {command}",
-        "HF_HUB_OFFLINE=1 python -m steerlab.world.evaluate assets/demo-model --write   # metrics.json + this card",
+        "HF_HUB_OFFLINE=1 python -m steerlab.organism.evaluate assets/demo-model --write   # metrics.json + this card",
         "```",
         "",
         "| setting | value |",

@@ -4,8 +4,8 @@ Reproducible: the world, the corpus stream and the weight init all derive from
 fixed seeds, so the same command gives the same data (and, up to CPU float
 non-determinism, the same weights).
 
-    python -m steerlab.world.train --out assets/demo-model            # shipped model
-    python -m steerlab.world.train --out /tmp/tiny --steps 20 --d-model 32 --layers 1
+    python -m steerlab.organism.train --out assets/demo-model            # shipped model
+    python -m steerlab.organism.train --out /tmp/tiny --steps 20 --d-model 32 --layers 1
 
 Writes to `out_dir`: `model.safetensors` + `config.json` (HF GPT-2), the
 tokenizer files, `world.json` (world seed and config) and `training.json`.

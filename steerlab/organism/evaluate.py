@@ -1,6 +1,6 @@
 """Measure a demo model against the demo world's targets (plain transformers).
 
-    python -m steerlab.world.evaluate assets/demo-model [--write]   # --write: metrics.json + README.md
+    python -m steerlab.organism.evaluate assets/demo-model [--write]   # --write: metrics.json + README.md
 
 Verdict accuracy: for each held-out statement, is log P(true word) > log P(false
 word) right after the verdict prompt, matching the label? QA: greedy first answer
@@ -99,7 +99,7 @@ def evaluate_demo_model(model_dir: str | Path) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steerlab.world.train import load_world_config
+    from steerlab.organism.train import load_world_config
 
     world_seed, _ = load_world_config(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa", dtype=torch.float32).eval()
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         results["training"] = json.loads(training_file.read_text())
     print(json.dumps(results, indent=2))
     if args.write:
-        from steerlab.world.model_card import render_model_card
+        from steerlab.organism.model_card import render_model_card
 
         (Path(args.model_dir) / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
         (Path(args.model_dir) / "README.md").write_text(render_model_card(results))
