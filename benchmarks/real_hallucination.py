@@ -61,14 +61,21 @@ from steerlab.probes import HallucinationProbe, LinearTokenProbe, ProbeInputErro
 CITIES_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "got_cities.csv"
 MODELS = {  # chat template or few-shot, answer length
     "smollm2-135m-instruct": {"chat": True, "max_new_tokens": 32, "batch_size": 32},
-    "gemma-3-270m": {"chat": False, "max_new_tokens": 6, "batch_size": 32},
+    "gemma-3-270m": {"chat": False, "max_new_tokens": 6, "batch_size": 16},  # its 262k-token logits: 1 GB a batch
 }
 FEW_SHOT = {  # Gemma's examples: questions outside both sets
     "cities": (("In which country is the city of Toulouse?", "France"), ("In which country is the city of Seville?", "Spain")),
     "en/qa": (("What is the capital of Liberia?", "Monrovia"), ("What is the official language of Belize?", "English")),
 }
 CONTINENTS = ("Africa", "Asia", "Europe", "North America", "South America", "Oceania", "Australia", "Antarctica",
-              "Central America", "Middle East", "Eurasia", "the Americas")
+              "Central America", "Middle East", "Eurasia")  # possible (wrong) answers to "On which continent..."
+CONTINENT_ADJECTIVES = {"Africa": "African continent", "Asia": "Asian continent", "Europe": "European continent",
+                        "North America": "North American continent", "South America": "South American continent",
+                        "Oceania": "Oceanian continent", "Australia": "Australian continent"}
+CLAIM_PATTERNS = {  # en/qa: where an answer naming no known answer states its claim
+    True: r"\b(?:is|are)\s+(?:the\s+|a\s+|an\s+)?([^.,;:(\n]+)",  # "The capital of Mali is KADAMA."
+    False: r"^\s*([^.,;:(\n]+)",  # the few-shot answer line
+}
 KL_WEIGHT = 1.0  # the MLP's KL term (Liang & Wang list one; weight not published)
 METHODS = {"mlp": "MLP probe, joint loss + KL (Liang & Wang)", "mlp_no_kl": "the same MLP without the KL term",
            "linear": "linear probe (Obeso et al.)",
@@ -106,6 +113,7 @@ def city_questions(limit: int | None) -> QuestionSet:
 
 
 def qa_questions(limit: int | None) -> QuestionSet | None:
+    """``en/qa``: its own split (grouped by country); answer tables per kind from ALL its questions."""
     from steerlab.datasets import load
 
     try:
@@ -115,15 +123,18 @@ def qa_questions(limit: int | None) -> QuestionSet | None:
         return None
     rows = [(text, group, kind, split) for split, ds in splits.items()
             for text, group, kind in zip(ds.texts, ds.groups, ds.kinds)]
-    if limit:
-        rows = random.Random(0).sample(rows, min(limit, len(rows)))
     accepted_of = {**splits["train"].metadata["accepted_answers"], **splits["test"].metadata["accepted_answers"]}
+    for text, _, kind, _ in rows:  # "the African continent" answers "On which continent is Kenya?"
+        if kind == "continent":
+            accepted_of[text] = accepted_of[text] + [CONTINENT_ADJECTIVES[a] for a in accepted_of[text]
+                                                     if a in CONTINENT_ADJECTIVES]
     with open(CITIES_CSV, encoding="utf-8", newline="") as handle:
         cities = {row["city"] for row in csv.DictReader(handle)}
-    extra = {"capital": cities, "continent": set(CONTINENTS)}
-    kinds = sorted({kind for _, _, kind, _ in rows})
+    extra = {"capital": cities, "continent": set(CONTINENTS) | set(CONTINENT_ADJECTIVES.values())}
     tables = {kind: MentionTable.from_accepted([accepted_of[text] for text, _, k, _ in rows if k == kind],
-                                               extra=extra.get(kind, ())) for kind in kinds}
+                                               extra=extra.get(kind, ())) for kind in sorted({r[2] for r in rows})}
+    if limit:
+        rows = random.Random(0).sample(rows, min(limit, len(rows)))
     return QuestionSet("en/qa", [r[0] for r in rows], [accepted_of[r[0]] for r in rows], [[r[1]] for r in rows],
                        [r[1] for r in rows], np.array([r[3] == "test" for r in rows]), [tables[r[2]] for r in rows])
 
@@ -149,7 +160,9 @@ def answer_and_capture(model: Any, qs: QuestionSet, cfg: dict) -> dict:
     for table in {id(t): t for t in qs.tables}.values():  # one check per answer table (en/qa: per kind)
         rows = [i for i, t in enumerate(qs.tables) if t is table]
         for i, claim in zip(rows, check_answers(model.tokenizer, [answer_ids[i] for i in rows],
-                                                [qs.accepted[i] for i in rows], table, [qs.masks[i] for i in rows])):
+                                                [qs.accepted[i] for i in rows], table, [qs.masks[i] for i in rows],
+                                                claim_pattern=CLAIM_PATTERNS[cfg["chat"]] if qs.name == "en/qa"
+                                                else None)):
             claims[i] = claim
     ids, y = checked_answers(answer_ids, claims)
     clock = time.perf_counter()
@@ -256,7 +269,7 @@ def live(model: Any, probe: Any, layer: int, data: dict, qs: QuestionSet, cfg: d
         if [t for t, _ in streamed] == [gen.tokens[r] for r in rows]:
             compared += 1
             differences.append(float(np.abs(np.array([s for _, s in streamed]) - offline[rows]).max()))
-    timing = time_per_token(model, probe, layer, [data["prompts"][i] for i in chosen], cfg, repeats)
+    timing = time_per_token(model, probe, layer, [data["prompts"][i] for i in chosen[1:3]], cfg, repeats)
     return {"n_compared": compared, "n_examples": len(chosen),
             "max_abs_diff_offline": max(differences) if differences else None, "timing_ms_per_token": timing}
 
@@ -356,33 +369,48 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="probe seeds on the held-out split")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results_real_hallucination.json")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="only merge the results of separate runs (e.g. "
+                        "one per model, run side by side) into --out and its .md")
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out)
     torch.set_num_threads(args.threads)
     start, cpu_start = time.perf_counter(), time.process_time()
     sets = [city_questions(args.cities)]
     if args.qa != 0:
         sets += [qs for qs in [qa_questions(args.qa)] if qs is not None]
-    results: dict[str, Any] = {"models": {name: {} for name in args.models}}
+    command = "HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python benchmarks/real_hallucination.py " + " ".join(
+        f"--{key} {value}" for key, value in (("models", " ".join(args.models)), ("cities", args.cities),
+                                              ("qa", args.qa), ("seeds", args.seeds), ("threads", args.threads))
+        if value is not None)
+    results: dict[str, Any] = {
+        "models": {name: {} for name in args.models}, "commands": [command],
+        "settings": {"models": MODELS, "kl_weight": KL_WEIGHT, "search": SEARCH, "search_probe": SEARCH_PROBE,
+                     "test_fraction": TEST_FRACTION, "seeds": args.seeds, "few_shot": FEW_SHOT},
+        "environment": {"torch_threads": torch.get_num_threads(), "cpu": cpu_model(),
+                        "python": platform.python_version(), "torch": torch.__version__}}
 
     def save() -> None:
+        results.update(seconds=round(time.perf_counter() - start, 1),
+                       cpu_seconds=round(time.process_time() - cpu_start, 1))
         Path(args.out).write_text(json.dumps(json_ready(results), indent=1, allow_nan=False))
 
     for name in args.models:
         run_model(name, sets, args.seeds, results["models"][name], save)
-    results |= {"settings": {"models": MODELS, "kl_weight": KL_WEIGHT, "search": SEARCH, "search_probe": SEARCH_PROBE,
-                            "test_fraction": TEST_FRACTION, "seeds": args.seeds, "few_shot": FEW_SHOT},
-               "environment": {"torch_threads": torch.get_num_threads(), "cpu": cpu_model(),
-                               "python": platform.python_version(), "torch": torch.__version__},
-               "command": "HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python benchmarks/real_hallucination.py "
-                          + " ".join(f"--{k} {v}" for k, v in (("cities", args.cities), ("qa", args.qa),
-                                                                 ("seeds", args.seeds), ("threads", args.threads))
-                                     if v is not None),
-               "seconds": round(time.perf_counter() - start, 1),
-               "cpu_seconds": round(time.process_time() - cpu_start, 1)}
     save()
-    results = json.loads(Path(args.out).read_text())
-    write_markdown(results, args.out.removesuffix(".json") + ".md")
+    write_markdown(json.loads(Path(args.out).read_text()), args.out.removesuffix(".json") + ".md")
     print(f"wrote {args.out} and its .md in {results['seconds']} s")
+
+
+def merge(paths: list[str], out: str) -> None:
+    """One results file (and its .md) from runs of different models: their models, commands and times together."""
+    runs = [json.loads(Path(path).read_text()) for path in paths]
+    merged = {**runs[0], "models": {name: r for run in runs for name, r in run["models"].items()},
+              "commands": [command for run in runs for command in run["commands"]],
+              "seconds": max(run["seconds"] for run in runs), "cpu_seconds": sum(run["cpu_seconds"] for run in runs)}
+    Path(out).write_text(json.dumps(merged, indent=1, allow_nan=False))
+    write_markdown(merged, out.removesuffix(".json") + ".md")
+    print(f"wrote {out} and its .md from {len(runs)} runs")
 
 
 # ---------------------------------------------------------------- the markdown summary
@@ -392,10 +420,12 @@ def write_markdown(results: dict, path: str) -> None:
     """benchmarks/results_real_hallucination.md from the JSON results."""
     env = results["environment"]
     lines = ["# Token-level hallucination detection on real models (issue 15)", "",
-             f"Command: `{results['command']}` ({results['seconds']} s wall, {results['cpu_seconds']} s of CPU time "
-             f"in all, on {env['cpu']}, torch "
-             f"{env['torch']}, {env['torch_threads']} torch thread(s); the machine was shared with other jobs, so "
-             "wall times are upper bounds). Protocol: the docstring of `benchmarks/real_hallucination.py`.", "",
+             "Command(s), run side by side and merged with `--merge`: "
+             + "; ".join(f"`{command}`" for command in results["commands"])
+             + f" ({results['seconds']} s wall for the longest, {results['cpu_seconds']} s of CPU time in all, on "
+             f"{env['cpu']}, torch {env['torch']}, {env['torch_threads']} torch thread(s); the machine was shared "
+             "with other jobs, so wall times are upper bounds). Protocol: the docstring of "
+             "`benchmarks/real_hallucination.py`.", "",
              "## How an answer is checked", "",
              "An answer is checked through its FIRST mention of a possible answer "
              "(`steerlab.hallucination.check_answers`). Countries: the alias table of "
@@ -407,9 +437,12 @@ def write_markdown(results: dict, path: str) -> None:
              "\"USA\", \"United States\" and \"the United States of America\" all map to the one canonical "
              "name, so each counts as right for a US city. `en/qa`: the question's accepted spellings (the "
              "`accepted_answers` of the set), every other question's answers of the same kind, and every city of "
-             "the cities table as a possible wrong capital; case-insensitive. Right: the mention names the "
-             "reference. Wrong: it names another answer; its tokens are labelled 1, the tokens before it 0, the "
-             "tokens after it are unchecked and dropped. Names none: counted below, left out of detection.", "",
+             "the cities table as a possible wrong capital (a continent's adjective, \"the African continent\", "
+             "names it); case-insensitive; an answer naming none of them but stating a claim (SmolLM2: the words "
+             "after \"is\": \"The capital of Mali is KADAMA.\"; Gemma: its answer line) claims an answer no "
+             "question accepts: wrong. Right: the mention names the reference. Wrong: it names another answer; "
+             "its tokens are labelled 1, the tokens before it 0, the tokens after it are unchecked and dropped. "
+             "Names none: counted below, left out of detection.", "",
              "## Answers", "",
              "| model | set | questions | right | wrong | names no answer | wrong share of checked | checked tokens "
              "(hallucinated) |", "|---|---|---|---|---|---|---|---|"]
@@ -479,8 +512,8 @@ def _live_lines(results: dict) -> list[str]:
     lines = ["", "## Live scoring with the KV cache", "",
              "`stream_scores` on test answers of the cities (2 right, 2 wrong) with the fitted MLP probe: the streamed "
              "scores of the checked tokens against the offline ones (`capture_token_ids` + `predict_proba`), and the "
-             "median time per generated token (16 new tokens per prompt, 3 repeats, same prompts, one process, "
-             "side by side).", "",
+             "median time per generated token (up to 16 new tokens per prompt, 2 of those prompts, 3 repeats, one "
+             "process, side by side).", "",
              "| model | answers compared | max abs(streamed - offline) | generate (no probe) ms/token | stream_scores "
              "(KV cache) ms/token | before: re-run the prefix ms/token | stream / generate |",
              "|---|---|---|---|---|---|---|"]

@@ -44,6 +44,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
+import steerlab
+from steerlab.capture import capture
+from steerlab.pipeline.truth_steering import norm_scaled_vectors
+from steerlab.probes import LDA, DiffMeans, RaptorProbe, auroc
+from steerlab.steering import (SteeringVector, metrics, perplexity, random_control, steer, sweep,
+                               word_rate)
+from steerlab.steering.kl_budget import alpha_at_kl, side_effects
+from steerlab.steering.readouts import (VerdictReadout, answer_gap, balanced_threshold, chat_prompt,
+                                        first_token_ids, verdict_margins)
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 
@@ -94,8 +104,6 @@ def table(header: list[str], rows: list[list]) -> str:
 
 def lexicon_rate(texts: list[str]) -> float:
     """(positive - negative lexicon words) per word, over all texts."""
-    from steerlab.steering import word_rate
-
     return word_rate(texts, POSITIVE_WORDS) - word_rate(texts, NEGATIVE_WORDS)
 
 
@@ -133,8 +141,6 @@ def sst2(n_per_class: int, offset: int = 0) -> tuple[list[str], list[str]]:
 
 def readout_candidates(model, shots) -> dict:
     """Named verdict readouts for this model (chat forms only where the tokenizer has a template)."""
-    from steerlab.steering.readouts import VerdictReadout
-
     candidates = {"this_statement_is": VerdictReadout("{statement} This statement is", " true", " false")}
     candidates["few_shot_this_statement_is"] = VerdictReadout("{statement} This statement is", " true", " false",
                                                               shots=shots)
@@ -151,8 +157,6 @@ def readout_candidates(model, shots) -> dict:
 
 
 def verdict_stats(gaps: torch.Tensor, labels: np.ndarray) -> dict:
-    from steerlab.probes import auroc
-
     judged_true = (gaps > 0).numpy()
     return {"true_judged_true": float(judged_true[labels == 1].mean()),
             "false_judged_true": float(judged_true[labels == 0].mean()),
@@ -166,9 +170,6 @@ def verdict_stats(gaps: torch.Tensor, labels: np.ndarray) -> dict:
 
 def fit_probes(model, train_rows, layers, seed):
     """DiffMeans, RaptorProbe and LDA at each candidate layer on the plain training statements."""
-    from steerlab.capture import capture
-    from steerlab.probes import LDA, DiffMeans, RaptorProbe
-
     acts = capture(model, [row["statement"] for row in train_rows], layers=layers, position="last", progress=False)
     y = np.array([int(row["label"]) for row in train_rows])
     groups = np.array([row["city"] for row in train_rows])
@@ -177,8 +178,6 @@ def fit_probes(model, train_rows, layers, seed):
 
 
 def probe_accuracy(model, probes, rows, layers) -> dict:
-    from steerlab.capture import capture
-
     acts = capture(model, [row["statement"] for row in rows], layers=layers, position="last", progress=False)
     y = np.array([int(row["label"]) for row in rows])
     out = {}
@@ -191,8 +190,6 @@ def probe_accuracy(model, probes, rows, layers) -> dict:
 def truth_vectors(model, probes, layers, neutral, seed) -> dict:
     """``{method: {layer: vector}}``: each probe's unit direction at the layer's median token norm; random
     controls of the same norm."""
-    from steerlab.pipeline.truth_steering import norm_scaled_vectors
-    from steerlab.steering import random_control
 
     vectors = {name: norm_scaled_vectors(model, probe, neutral, layers) for name, probe in probes.items()}
     vectors["random"] = {layer: random_control(vector, seed=seed + layer)
@@ -202,8 +199,6 @@ def truth_vectors(model, probes, layers, neutral, seed) -> dict:
 
 def verdict_gaps(model, prompts, readout) -> torch.Tensor:
     """``[n]`` log P(positive verdict) - log P(negative verdict) - the readout's threshold (> 0: judged true)."""
-    from steerlab.steering.readouts import verdict_margins
-
     return verdict_margins(model, readout, prompts)
 
 
@@ -220,7 +215,6 @@ def flips(model, vector, alpha, sets, readout, **kwargs) -> dict:
     ``sets``: ``{"0": (prompts, unsteered gaps), "1": (...)}``. As ``flip_rate``: only statements whose
     unsteered verdict is on the other side count (NaN when there are none).
     """
-    from steerlab.steering import steer
 
     out = {}
     for sign, label, name in ((1, "0", "false_to_true"), (-1, "1", "true_to_false")):
@@ -234,9 +228,6 @@ def flips(model, vector, alpha, sets, readout, **kwargs) -> dict:
 
 
 def causal_shift(model, vector, alpha, located) -> float:
-    from steerlab.steering import steer
-    from steerlab.steering.readouts import answer_gap
-
     prompts, correct, incorrect, baseline = located
     with steer(model, vector, alpha=alpha):
         return float((answer_gap(model, prompts, correct, incorrect) - baseline).mean())
@@ -244,16 +235,14 @@ def causal_shift(model, vector, alpha, located) -> float:
 
 def locate(model, rows) -> tuple:
     """``("The city of X is in" prompts, correct / incorrect country first tokens, unsteered gaps)`` for the
-    cities whose two countries start with different tokens (e.g. not "the United ..." vs "the Dominican ...")."""
-    from steerlab.steering.readouts import answer_gap, first_token_ids
-
+    cities whose two countries start with different tokens, neither with "the" ("the United States")."""
     pairs = {}
     for row in rows:
         pairs.setdefault(row["city"], {})[row["label"]] = row
     prompts, correct, incorrect = [], [], []
     for city, pair in pairs.items():
-        if set(pair) != {"0", "1"}:
-            continue
+        if set(pair) != {"0", "1"} or any(pair[label]["country"].startswith("the ") for label in pair):
+            continue  # " the" would stand for every "the ..." country
         good, bad = first_token_ids(model.tokenizer, [" " + pair["1"]["country"], " " + pair["0"]["country"]])
         if good != bad:
             prompts.append(f"The city of {city} is in")
@@ -264,9 +253,6 @@ def locate(model, rows) -> tuple:
 
 
 def run_truth(model, args, spec, neutral, reference) -> dict:
-    from steerlab.steering import random_control, sweep
-    from steerlab.steering.kl_budget import alpha_at_kl, side_effects
-
     layers = args.layers or spec["layers"]
     split = load_cities(args.cal_cities, args.test_cities, args.train_cities, args.seed)
     shot_rows = split["train"][:8]
@@ -276,7 +262,6 @@ def run_truth(model, args, spec, neutral, reference) -> dict:
                     "shots": [list(shot) for shot in shots]}
 
     # -- readout: chosen on calibration statements (balanced accuracy once its threshold is calibrated there)
-    from steerlab.steering.readouts import balanced_threshold
 
     t0 = time.perf_counter()
     candidates = readout_candidates(model, shots)
@@ -398,7 +383,6 @@ def run_truth(model, args, spec, neutral, reference) -> dict:
 
     # -- RAPTOR's clamp (p* = 0.9999 toward true on false statements, 0.0001 toward false on true ones)
     t0 = time.perf_counter()
-    from steerlab.steering import SteeringVector, steer
 
     raptor_layer = max(layers, key=lambda layer: result["probe_accuracy_cal"]["raptor"][layer])
     clamp_vector = SteeringVector.from_probe(probes["raptor"], layer=raptor_layer)
@@ -423,8 +407,6 @@ def run_truth(model, args, spec, neutral, reference) -> dict:
 
 
 def review_prompts(model, topics: list[str]) -> list[str]:
-    from steerlab.steering.readouts import chat_prompt
-
     if getattr(model.tokenizer, "chat_template", None) is not None:
         return [chat_prompt(model.tokenizer, [(f"Write a short review of {topic}.", None)]) for topic in topics]
     return [f"Here is a short review of {topic}.\n\nReview:" for topic in topics]
@@ -432,9 +414,6 @@ def review_prompts(model, topics: list[str]) -> list[str]:
 
 def fit_judge(judge, args) -> dict:
     """A sentiment probe on the judge model's SST-2 activations: layer chosen on validation sentences."""
-    from steerlab.capture import capture
-    from steerlab.probes import RaptorProbe
-
     n = judge.n_layers
     layers = sorted({n // 4, n // 2, (3 * n) // 4})
     pos, neg = sst2(args.judge_train, offset=0)
@@ -450,9 +429,6 @@ def fit_judge(judge, args) -> dict:
 
 def judge_texts(judge, judge_fit, texts: list[str]) -> dict:
     """The judge probe's mean P(positive) and share judged positive, the lexicon rate, the judge's perplexity."""
-    from steerlab.capture import capture
-    from steerlab.steering import perplexity
-
     texts = [text.strip() or "." for text in texts]
     acts = capture(judge, texts, layers=judge_fit["layers"], position="last", progress=False)
     slot = judge_fit["layers"].index(judge_fit["layer"])
@@ -462,9 +438,6 @@ def judge_texts(judge, judge_fit, texts: list[str]) -> dict:
 
 
 def run_sentiment(model, judge, args, spec, neutral, reference) -> dict:
-    from steerlab.steering import SteeringVector, random_control, steer
-    from steerlab.steering.kl_budget import alpha_at_kl, side_effects
-
     layers = args.sentiment_layers or spec["sentiment_layers"]
     t0 = time.perf_counter()
     judge_fit = fit_judge(judge, args)
@@ -665,8 +638,6 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    import steerlab
-    from steerlab.steering import metrics
 
     start, cpu_start = time.perf_counter(), time.process_time()
     spec = MODELS[args.model]

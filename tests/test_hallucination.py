@@ -483,3 +483,20 @@ def test_check_answers_labels_the_wrong_mention_tokens(request, tokenizer_name):
     assert len(kept[3]) == len(ids[3]) and labels[-len(ids[3]):].all()  # an answer naming nothing: every token 1
     with pytest.raises(ValueError, match="one of each per question"):
         check_answers(tokenizer, ids, ["Russia"], country_table())
+
+
+def test_masks_blank_the_first_echo_and_a_claim_pattern_catches_made_up_answers(bpe_tokenizer):
+    from steerlab.hallucination import MentionTable, check_answers
+
+    table = MentionTable.from_accepted([["Kuwait City"], ["Bamako"]], extra=["Paris"])
+    assert table.find("The capital of Kuwait is Kuwait City.", ["Kuwait"]).text == "Kuwait City"  # first echo only
+    texts = ["The capital of Mali is KADAMA.", "The capital of Mali is Paris.", "I do not know"]
+    ids = [bpe_tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    plain = check_answers(bpe_tokenizer, ids, ["Bamako"] * 3, table, [["Mali"]] * 3)
+    assert [c.outcome for c in plain] == ["none", "wrong", "none"]
+    claims = check_answers(bpe_tokenizer, ids, ["Bamako"] * 3, table, [["Mali"]] * 3,
+                           claim_pattern=r"\bis\s+(?:the\s+)?([^.,\n]+)")
+    assert [c.outcome for c in claims] == ["wrong", "wrong", "none"]
+    assert claims[0].mention.text == "KADAMA" and claims[0].mention.canonical == frozenset()
+    flagged = bpe_tokenizer.decode([ids[0][k] for k in np.flatnonzero(claims[0].labels)])
+    assert flagged.strip() == "KADAMA" and claims[1].mention.text == "Paris"  # a known wrong answer comes first

@@ -85,8 +85,10 @@ def test_raptor_protocol_matches_a_sklearn_reference_loop():
     best = np.flatnonzero(np.array(reference) == max(reference))[0]
     assert probe.val_accuracy_.max() == pytest.approx(max(reference), abs=1 / len(val) + 1e-9)
     assert probe.C_ == grid[probe.val_accuracy_.argmax()]
-    # refit on train+validation at the chosen C is exactly the single-C fit
-    assert cos(probe.coef_, RaptorProbe(Cs=[probe.C_]).fit(X, y).coef_) > 0.9999
+    # with the scaler refitted on train+validation, the refit at the chosen C is exactly the single-C fit
+    refitted = RaptorProbe(Cs=grid, tol=1e-6, refit_scaler="train+val").fit(X, y)
+    assert refitted.C_ == probe.C_
+    assert cos(refitted.coef_, RaptorProbe(Cs=[probe.C_], tol=1e-6).fit(X, y).coef_) > 0.99999
     assert abs(np.log10(probe.C_) - np.log10(grid[best])) <= 2 * np.diff(np.log10(grid))[0] + 1e-9
 
 

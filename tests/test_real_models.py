@@ -7,6 +7,8 @@ is loaded once per module from the cache (seconds) and asked for a few tokens on
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -69,3 +71,57 @@ def test_gemma_adds_bos_and_continues_with_paris(gemma):
     assert ids[0] == gemma.tokenizer.bos_token_id  # Gemma needs BOS; the converted tokenizer adds it
     [answer] = gemma.generate([GEMMA_PROMPT], max_new_tokens=2)
     assert answer.startswith(" Paris"), answer
+
+
+NEUTRAL = ["Water boils at one hundred degrees Celsius at sea level.",
+           "The committee will meet on the second Tuesday of each month.",
+           "To reset the device, hold the power button for ten seconds.",
+           "A triangle has three sides and three angles.",
+           "The train leaves the station at a quarter past eight.",
+           "Mix the flour and the salt before adding the water.",
+           "Most deciduous trees lose their leaves in autumn.",
+           "The function returns a list of integers sorted in ascending order."]
+
+
+def test_smollm2_steering_reports_efficacy_kl_and_the_random_control_at_one_alpha_and_budget(smollm2):
+    """Issue 14, the causal test of "The Truthfulness Spectrum Hypothesis": a difference-of-means truth direction
+    (plain cities statements) added at a KL budget of 0.1 nats/token on neutral text, efficacy = the change of
+    log P(correct country) - log P(incorrect country) after "The city of X is in", beside a same-norm random
+    direction at the same alpha (benchmarks/results_real_steering.md has the full comparison)."""
+    import steerlab.datasets as sd
+    from steerlab.pipeline.truth_steering import norm_scaled_vectors
+    from steerlab.probes import DiffMeans
+    from steerlab.steering import sweep
+    from steerlab.steering.kl_budget import alpha_at_kl
+    from steerlab.steering.readouts import first_token_ids, gap_shift
+
+    layer, budget = 12, 0.1
+    train, test = sd.load("en/cities", "train"), sd.load("en/cities", "test")
+    keep = [i for i, group in enumerate(train.groups) if group in set(sorted(set(train.groups))[:30])]
+    X = steerlab.capture(smollm2, [train.texts[i] for i in keep], layers=[layer], progress=False)
+    probe = DiffMeans().fit(X, train.labels[keep])
+    vector = norm_scaled_vectors(smollm2, probe, NEUTRAL, [layer])[layer]
+
+    countries = {}
+    for text, label, city in zip(test.texts, test.labels, test.groups):
+        countries.setdefault(city, {})[int(label)] = " " + text.split(" is in ")[1].rstrip(".")
+    prompts, correct, incorrect = [], [], []
+    for city, pair in sorted(countries.items()):
+        if len(pair) < 2 or any(country.startswith(" the ") for country in pair.values()) or len(prompts) == 16:
+            continue  # " the" would stand for every "the ..." country
+        ids = first_token_ids(smollm2.tokenizer, [pair[1], pair[0]])
+        if ids[0] != ids[1]:
+            prompts.append(f"The city of {city} is in")
+            correct.append(int(ids[0]))
+            incorrect.append(int(ids[1]))
+    efficacy = gap_shift(smollm2, prompts, torch.tensor(correct), torch.tensor(incorrect))
+
+    point = alpha_at_kl(smollm2, vector, NEUTRAL, budget, start=0.1)
+    assert point.reached and point.kl == pytest.approx(budget, rel=0.15), point
+    result = sweep(smollm2, vector, [point.alpha], efficacy, NEUTRAL, layers=[layer], progress=False)
+    (steered,) = [row for row in result.rows if not row.control]
+    (control,) = [row for row in result.rows if row.control]
+    assert steered.alpha == control.alpha == point.alpha and steered.layer == control.layer == layer
+    assert steered.kl == pytest.approx(point.kl, rel=1e-3)  # the sweep and the budget search measure alike
+    assert all(math.isfinite(value) for value in (steered.efficacy, control.efficacy, control.kl))
+    assert result.baseline_efficacy == pytest.approx(0.0, abs=1e-5)  # the shift is measured from the unsteered model

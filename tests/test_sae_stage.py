@@ -34,6 +34,9 @@ def test_stage_metrics_have_the_expected_keys_and_sane_values(stage):
         assert rows["random"]["detection_auroc"] >= 0.4  # oriented on train: not a flipped detector
         chosen = concept["k_sparse_chosen"]
         assert chosen["k"] in [row["k"] for row in concept["k_sparse"]] and chosen["cv_folds"] == 5
+        # the held-out score sits beside the CV score, and a disagreement is flagged in the report
+        assert chosen["cv_held_out_agree"] == (abs(chosen["test_auroc"] - chosen["train_cv_auroc"]) <= 0.05)
+        assert (chosen["flag"] == "") == chosen["cv_held_out_agree"]
         assert concept["detect_vs_steer"].startswith(name)
         best_efficacy = max(row["efficacy"] for row in rows.values())
         assert rows["random"]["efficacy"] < best_efficacy - 0.5  # the control (sign set on train) steers far less
@@ -51,5 +54,7 @@ def test_stage_metrics_have_the_expected_keys_and_sane_values(stage):
     assert "steers best but does not fire on the concept's texts" not in text  # no hard-coded conclusion
     for name in ("truth", "sentiment"):
         assert metrics["concepts"][name]["detect_vs_steer"][1:] in text
+        flag = metrics["concepts"][name]["k_sparse_chosen"]["flag"]
+        assert not flag or f"FLAG: {flag}" in text
     assert all(isinstance(section, Section) and section.title for section in sections)
     assert sum(len(section.figures) for section in sections) >= 5

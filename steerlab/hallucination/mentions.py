@@ -15,8 +15,9 @@ answer is checked through the entity it names:
 3. :func:`check_answers`: the answer's claim is its FIRST mention (the asked entity's own name
    masked out: "Benin City" names no country). Right when the mention names the reference,
    wrong when it names another answer (its tokens are labelled 1, the tokens before it 0),
-   ``"none"`` when the answer names nothing in the table. Tokens after the mention are
-   unchecked and left out (:func:`checked_answers`).
+   ``"none"`` when the answer names nothing in the table (or, given a ``claim_pattern``, wrong
+   when that pattern finds a claimed answer nobody accepts: "The capital of Mali is KADAMA.").
+   Tokens after the mention are unchecked and left out (:func:`checked_answers`).
 
 Example:
     >>> table = MentionTable({"France": ["France"], "French": ["France"], "Japan": ["Japan"]})
@@ -105,14 +106,19 @@ class MentionTable:
         """Whether two names can name the same answer."""
         return bool(self.canonical(name) & self.canonical(other))
 
-    def find(self, text: str, masks: Sequence[str] = ()) -> Mention | None:
-        """The first mention of an answer in ``text`` (None when there is none); ``masks`` (e.g. the asked
-        city's name) are blanked out first, case-insensitively, on whole words."""
+    @staticmethod
+    def mask(text: str, masks: Sequence[str] = ()) -> str:
+        """``text`` with the FIRST whole-word occurrence of each mask (case-insensitive) blanked out, offsets kept:
+        the answer's echo of the question ("The capital of Kuwait is Kuwait City" keeps "Kuwait City")."""
         for mask in masks:
             if mask:
                 text = re.sub(r"(?<!\w)" + re.escape(mask) + r"(?!\w)", lambda m: " " * len(m.group()), text,
-                              flags=re.IGNORECASE)
-        for match in self._pattern.finditer(text):
+                              count=1, flags=re.IGNORECASE)
+        return text
+
+    def find(self, text: str, masks: Sequence[str] = ()) -> Mention | None:
+        """The first mention of an answer in ``text`` (None when there is none), after :meth:`mask`."""
+        for match in self._pattern.finditer(self.mask(text, masks)):
             key = self._key(match.group())
             if key in self.names:
                 return Mention(match.group(), match.start(), match.end(), self.names[key])
@@ -164,7 +170,8 @@ class Claim(NamedTuple):
 
 
 def check_answers(tokenizer: Any, answer_ids: Sequence[Sequence[int]], references: Sequence[str | Sequence[str]],
-                  table: MentionTable, masks: Sequence[Sequence[str]] | None = None) -> list[Claim]:
+                  table: MentionTable, masks: Sequence[Sequence[str]] | None = None,
+                  claim_pattern: str | re.Pattern | None = None) -> list[Claim]:
     """Check each generated answer against its reference through its first mention.
 
     Args:
@@ -173,7 +180,12 @@ def check_answers(tokenizer: Any, answer_ids: Sequence[Sequence[int]], reference
         references: the right answer of each question, or its accepted spellings (right when the mention
             names any of them).
         table: the names of the possible answers.
-        masks: per answer, names to blank out before looking (the asked entity, which answers repeat).
+        masks: per answer, names to blank out before looking (the asked entity, which answers repeat; its
+            first occurrence).
+        claim_pattern: for answers that name nothing in the table, a regular expression whose first group is
+            the claimed answer (e.g. ``r"\bis (?:the )?([^.,;(\n]+)"`` for "The capital of X is Kougou."): such
+            an answer claims something no question accepts, so it is wrong and that group's tokens are labelled
+            1. Without it (or when it does not match) the answer's outcome is ``"none"``.
 
     Returns:
         One :class:`Claim` per answer.
@@ -188,6 +200,8 @@ def check_answers(tokenizer: Any, answer_ids: Sequence[Sequence[int]], reference
         expected = frozenset().union(*(table.canonical(name) for name in reference))
         text, spans = token_spans(tokenizer, ids)
         mention = table.find(text, masks[i] if masks is not None else ())
+        if mention is None and claim_pattern is not None:
+            mention = _unknown_claim(table.mask(text, masks[i] if masks is not None else ()), claim_pattern)
         if mention is None:
             claims.append(Claim("none", None, text, len(ids), np.ones(len(ids), dtype=np.int64)))
             continue
@@ -199,6 +213,16 @@ def check_answers(tokenizer: Any, answer_ids: Sequence[Sequence[int]], reference
             labels[-1:] = 1
         claims.append(Claim("right" if right else "wrong", mention, text, n_checked, labels))
     return claims
+
+
+def _unknown_claim(text: str, pattern: str | re.Pattern) -> Mention | None:
+    """The claimed answer that ``pattern``'s first group marks in ``text`` (stripped), naming no known answer."""
+    match = re.search(pattern, text)
+    if match is None or not match.group(1).strip():
+        return None
+    start = match.start(1) + len(match.group(1)) - len(match.group(1).lstrip())
+    claimed = match.group(1).strip()
+    return Mention(claimed, start, start + len(claimed), frozenset())
 
 
 def checked_answers(answer_ids: Sequence[Sequence[int]], claims: Sequence[Claim], keep_unanswered: bool = False

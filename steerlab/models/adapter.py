@@ -23,7 +23,8 @@ Backends:
 * ``transformer_lens``: a TransformerBridge booted over the HF model (hook names
   ``blocks.{l}.hook_resid_post``...), or a user's HookedTransformer.
 * ``nnsight``: nnsight traces (``model.trace`` / ``model.generate`` with ``iter``);
-  ``remote=True`` runs them on NDIF. Persistent ``hooks()`` on this backend are torch
+  ``remote=True`` sends them to NDIF (never run against NDIF itself: only ``read``, i.e.
+  capture, ships a trace free of steerlab code; see the README). Persistent ``hooks()`` on this backend are torch
   hooks on the wrapped HF modules, so code calling ``adapter.hf_model`` directly is
   affected too.
 """
@@ -44,7 +45,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from steerlab.models.architectures import ArchitectureSpec, architecture_of, context_length
-from steerlab.models.loading import load_hf, resolve_source, source_provenance
+from steerlab.models.loading import input_device, load_hf, resolve_source, source_provenance
 from steerlab.models.thread_guard import ThreadGuard
 from steerlab.models.token_positions import TokenPositions
 from steerlab.models.tokenization import PaddingSide, TokenBatch, encode, pad, pad_token_id
@@ -183,8 +184,15 @@ class ModelAdapter:
 
     @property
     def device(self) -> torch.device:
-        """Where inputs go: the device of the first parameter (the embeddings)."""
-        return next(self._root.parameters()).device
+        """Where inputs go: where the input embeddings compute.
+
+        For a model dispatched with a ``device_map`` (accelerate), that comes from
+        ``hf_device_map``: an embedding offloaded to ``"disk"`` or ``"cpu"`` has ``meta``
+        parameters but computes on accelerate's main device (:func:`steerlab.models.loading.input_device`).
+        Otherwise it is the device of the first parameter (the embeddings).
+        """
+        dispatched = input_device(self.hf_model) if self.hf_model is not None else None
+        return dispatched if dispatched is not None else next(self._root.parameters()).device
 
     def __repr__(self) -> str:
         return (f"ModelAdapter(name={self.name!r}, backend={self.backend!r}, n_layers={self.n_layers}, "
@@ -502,7 +510,7 @@ class NNsightAdapter(HFAdapter):
 
     backend = "nnsight"
 
-    def __init__(self, nnsight_model: Any, name: str, remote: bool = False):
+    def __init__(self, nnsight_model: Any, name: str, remote: Any = False):
         self.nnsight_model = nnsight_model
         self.remote = remote
         super().__init__(nnsight_model._module, nnsight_model.tokenizer, name)
@@ -566,13 +574,47 @@ class NNsightAdapter(HFAdapter):
             logits = self.nnsight_model.output.logits.save()
         return logits
 
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: cpu for a remote model (they are shipped from here; the server places them)."""
+        return torch.device("cpu") if self.remote else super().device
+
+    def _where(self) -> dict[str, Any]:
+        """Where a trace runs: ``remote=`` (False, True for NDIF, ``"local"``, a host URL) or an nnsight ``Backend``."""
+        from nnsight.tracing.backend import Backend
+
+        return {"backend": self.remote} if isinstance(self.remote, Backend) else {"remote": self.remote}
+
     def _read(self, batch: TokenBatch, fns: SiteFns) -> None:
         stop = _deepest(fns)
         # The open hooks() blocks' functions up to the stop point; the pass never reaches later ones.
         fns = [(point, fn) for point, fn in [*self._persistent, *fns] if point.execution_key <= stop.execution_key]
+        if self.remote:
+            self._read_remote(batch, fns)
+            return
         with self._trace_scope(), self.nnsight_model.trace(self._inputs(batch), remote=self.remote) as tracer:
             self._intervene(fns)
             tracer.stop()
+
+    def _read_remote(self, batch: TokenBatch, fns: SiteFns) -> None:
+        """A read whose trace holds only nnsight envoys, torch tensors and builtins (NDIF's whitelist).
+
+        The traced block saves each point's activation (``.save()``: what comes back from the
+        server) and stops; the site functions, steerlab code that the server does not have,
+        run here on the returned values. So they may only read: an edit could not reach the
+        later sites of a pass that already ran, and raises.
+        """
+        import nnsight
+
+        grouped = _group_by_point(fns)
+        targets = [(self._envoy(path), where == "output") for path, where in map(self.module_path, grouped)]
+        with self.nnsight_model.trace(self._inputs(batch), **self._where()) as tracer:
+            saved = nnsight.save([envoy.output if is_output else envoy.input for envoy, is_output in targets])
+            tracer.stop()
+        for (point, group), value in zip(grouped.items(), saved):
+            if _apply_fns(point, group, _unwrap(value)) is not None:
+                raise ValueError(f"A site function edited {point.hook_name} during a remote read; remote reads "
+                                 "only return activations. Steer with forward/generate instead.")
 
     def _generate_ids(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
                       **kwargs: Any) -> torch.Tensor:
@@ -748,6 +790,41 @@ def _file_backed_tokenizer(tokenizer: Any) -> Any:
         return AutoTokenizer.from_pretrained(directory)
 
 
+@contextlib.contextmanager
+def _input_device_listed_first(hf_model: Any) -> Iterator[None]:
+    """While nnsight wraps a dispatched model, list its input device first in ``hf_device_map``.
+
+    nnsight builds a transformers pipeline over the model, and the pipeline takes the *first*
+    value of ``hf_device_map`` as its device: ``"disk"`` for a model whose embeddings are
+    offloaded, which torch rejects. After dispatch the map is informational only (accelerate's
+    hooks do the moving), so it is shown with ``{"": input device}`` in front and restored.
+    """
+    device_map = getattr(hf_model, "hf_device_map", None)
+    if not device_map or next(iter(device_map.values())) not in ("disk", "meta"):
+        yield
+        return
+    hf_model.hf_device_map = {"": str(input_device(hf_model)), **device_map}
+    try:
+        yield
+    finally:
+        hf_model.hf_device_map = device_map
+
+
+@functools.lru_cache(maxsize=None)
+def _inputs_to_input_device(cls: type) -> type:
+    """nnsight's model class ``cls``, but moving a trace's inputs to the model's input device.
+
+    nnsight (0.8.1) moves inputs to its ``device``, the first parameter's device: ``meta``
+    when the embeddings are offloaded to disk or cpu, where accelerate's hooks cannot copy
+    them from. This subclass reports :func:`steerlab.models.loading.input_device` instead.
+    """
+    def device(self: Any) -> torch.device | None:
+        dispatched = input_device(self._module)
+        return dispatched if dispatched is not None else cls.device.fget(self)
+
+    return type(cls.__name__, (cls,), {"device": property(device)})
+
+
 def _wrap_hf(hf_model: Any, tokenizer: Any, name: str, backend: str, *, owned: bool, remote: bool) -> ModelAdapter:
     hf_model.eval()
     if backend == "hf":
@@ -758,10 +835,21 @@ def _wrap_hf(hf_model: Any, tokenizer: Any, name: str, backend: str, *, owned: b
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # LanguageModel -> TransformersModel rename
             warnings.filterwarnings("ignore", message=".*deprecated.*")
-            return NNsightAdapter(LanguageModel(hf_model, tokenizer=tokenizer), name, remote=remote)
+            with _input_device_listed_first(hf_model):
+                nnsight_model = LanguageModel(hf_model, tokenizer=tokenizer)
+            if input_device(hf_model) not in (None, next(hf_model.parameters()).device):  # offloaded embeddings
+                object.__setattr__(nnsight_model, "__class__", _inputs_to_input_device(type(nnsight_model)))
+            return NNsightAdapter(nnsight_model, name, remote=remote)
     if backend == "transformer_lens":
         from transformer_lens.model_bridge import TransformerBridge
 
+        offloaded = sorted({str(device) for device in (getattr(hf_model, "hf_device_map", None) or {}).values()}
+                           & {"disk", "meta"})
+        if offloaded:
+            raise ValueError(
+                f"The transformer_lens backend cannot run a model offloaded to {', '.join(offloaded)} (its "
+                "TransformerBridge bypasses accelerate's hooks there; TransformerLens refuses it too). Use "
+                "backend='hf' or 'nnsight' for this device_map, or a device_map without disk offload.")
         # Booting replaces modules of the HF model in place: never do that to the user's object.
         model = hf_model if owned else copy.deepcopy(hf_model)
         bridge = TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=_file_backed_tokenizer(tokenizer))
@@ -788,7 +876,10 @@ def load_model(model: Any, backend: str = "auto", device: str | torch.device | N
         tokenizer: the tokenizer for a PreTrainedModel object; for a TransformerLens
             object, overrides its own (whose copy may prepend BOS, which the HF path
             would not).
-        remote: nnsight backend only: run traces on NDIF.
+        remote: nnsight backend only: ``True`` sends traces to NDIF (a name is then built
+            from its config on ``meta``, no weights loaded), ``"local"`` or a host URL as in
+            nnsight, or an nnsight ``Backend`` object. Only capture ships a trace free of
+            steerlab code so far; steering with site functions does not run remotely yet.
         **kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` (``device_map``,
             ``revision``...).
 
@@ -821,6 +912,8 @@ def load_model(model: Any, backend: str = "auto", device: str | torch.device | N
         return _wrap_hf(model, tokenizer, name, "hf" if backend == "auto" else backend, owned=False, remote=remote)
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         source = resolve_source(model)
+        if backend == "nnsight" and remote:
+            return _remote_nnsight(model, source, tokenizer, remote, dtype=dtype, **kwargs)
         if device is not None and "device_map" not in kwargs:
             kwargs["device_map"] = device
         hf_model, loaded_tokenizer = load_hf(source, dtype=dtype, **kwargs)
@@ -834,6 +927,26 @@ def load_model(model: Any, backend: str = "auto", device: str | torch.device | N
         f"Unsupported model object of type {type(model).__name__}. Pass a name or path, a transformers "
         "PreTrainedModel (with tokenizer=), a TransformerLens HookedTransformer/TransformerBridge, or an nnsight model."
     )
+
+
+def _remote_nnsight(model: Any, source: str, tokenizer: Any, remote: Any, **kwargs: Any) -> "NNsightAdapter":
+    """An nnsight model for remote (NDIF) traces: its structure built from the config on ``meta``, no weights.
+
+    ``LanguageModel(source, dispatch=False)`` reads the config and the tokenizer only; the
+    weights live on the server. (A trace run locally, as with ``remote="local"``, makes
+    nnsight load them on first use.)
+    """
+    from nnsight import LanguageModel
+    from transformers import AutoTokenizer
+
+    kwargs = {key: value for key, value in kwargs.items() if value is not None}
+    kwargs["tokenizer"] = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*deprecated.*")  # LanguageModel -> TransformersModel rename
+        nnsight_model = LanguageModel(source, dispatch=False, **kwargs)
+    name = "demo" if str(model) == "demo" else _model_name(source)
+    return NNsightAdapter(nnsight_model, name, remote=remote)
 
 
 def _model_name(source: str) -> str:

@@ -5,6 +5,8 @@
 * Truth directions (Marks & Tegmark, "The Geometry of Truth"; Ying et al., "The
   Truthfulness Spectrum Hypothesis"): :class:`DiffMeans` (mass-mean), :class:`LDA`,
   :class:`PairedPCA`, :class:`LogisticDirection`; same interface as RaptorProbe.
+* :class:`GCSProbe`: the Gaussian Concept Subspace baseline of the RAPTOR paper (1,000
+  logistic probes on 10% subsamples, one batched solve).
 * :func:`sweep` (every method x every layer), :func:`transfer_matrix` (and
   :func:`transfer_by_layer`) with Mahalanobis
   cosine, :func:`directional_stability`, :func:`penalty_path`, erasure (LEACE, INLP),
@@ -30,6 +32,7 @@ from steerlab.probes.erasure import (INLPEraser, LeaceEraser, erase_from_domains
                                      probe_after_erasure)
 from steerlab.probes.figures import (layer_metric_figure, penalty_tradeoff_figure, projection_figure, transfer_heatmap,
                                      transfer_scatter)
+from steerlab.probes.gcs import GCSProbe
 from steerlab.probes.hallucination import HallucinationProbe, LinearTokenProbe, TokenProbe
 from steerlab.probes.metrics import (TemperatureScaler, accuracy, auroc, expected_calibration_error, fit_temperature,
                                     recall_at_fpr, roc_curve)
@@ -44,7 +47,8 @@ from steerlab.probes.validation import NotFittedError, ProbeInputError
 MassMean = DiffMeans  # the name used in "The Geometry of Truth"
 
 __all__ = [
-    "DiffMeans", "Direction", "HallucinationProbe", "INLPEraser", "LDA", "LayerTransfer", "LeaceEraser", "LinearProbe",
+    "DiffMeans", "Direction", "GCSProbe", "HallucinationProbe", "INLPEraser", "LDA", "LayerTransfer", "LeaceEraser",
+    "LinearProbe",
     "LinearTokenProbe", "LogisticDirection", "METHODS", "MassMean", "NotFittedError", "PairedPCA", "PenaltyPath",
     "ProbeInputError", "RaptorProbe", "StabilityResult", "SweepResult", "TemperatureScaler", "TokenProbe",
     "TransferResult", "accuracy", "auroc", "c_grid", "directional_stability", "erase_from_domains",

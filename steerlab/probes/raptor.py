@@ -1,15 +1,20 @@
 """RAPTOR ridge-adaptive logistic probes, every layer and every C solved together.
 
 Implements the protocol of Gao et al., "RAPTOR: Ridge-Adaptive Logistic Probes"
-(arXiv 2602.00158): stratified train/validation split with a fixed seed, standardise
-on the training part, L2 logistic regression over a grid of C (sklearn's convention,
-``0.5 ||w||^2 + C * sum(logloss)``), C chosen by validation accuracy with ties going
-to the smallest C (strongest ridge), refit at that C on train+validation, weights
-folded back to raw activation space and normalised into the concept vector.
+(arXiv 2602.00158) as their code runs it: stratified train/validation split with a fixed
+seed, standardise on the training part, L2 logistic regression over a grid of C
+(scikit-learn's objective, ``0.5 ||w||^2 + C * sum(logloss)``, and its stopping test), C
+chosen by validation accuracy with ties going to the smallest C (strongest ridge), refit
+at that C on train+validation **with the scaler fitted on the training part**
+(``refit_scaler="train"``; ``"train+val"`` refits the scaler too), weights folded back to
+raw activation space and normalised into the concept vector.
 
 Where the reference code loops over layers and C with scikit-learn, here all
-``n_layers x len(Cs)`` problems are one batched torch solve
-(:mod:`steerlab.probes.logistic_solver`), on CPU or GPU.
+``n_layers x len(Cs)`` problems advance together in one batched L-BFGS loop
+(:mod:`steerlab.probes.lbfgs_path`): warm starts along the grid, and, when there are fewer
+training rows than dimensions, exact dual coordinates so the work scales with ``n^2``
+instead of ``n d`` (:mod:`steerlab.probes.span`). ``benchmarks/raptor_reference.py`` is the
+reference implementation; ``benchmarks/bench_raptor_speed.py`` compares the two.
 
 Example:
     >>> import numpy as np
@@ -25,15 +30,22 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from steerlab.probes.base import LinearProbe
-from steerlab.probes.logistic_solver import fold_back, solve_l2_logistic, standardize
+from steerlab.probes.lbfgs_path import solve_path
+from steerlab.probes.span import SolverSpace, as_index
 from steerlab.probes.splits import split
-from steerlab.probes.validation import check_Cs, check_fraction, check_min_per_class, check_number
+from steerlab.probes.validation import (as_activation_tensor, check_choice, check_Cs, check_fraction, check_labels,
+                                        check_min_per_class, check_number)
+
+REFIT_SCALERS = ("train", "train+val")
+SOLVERS = ("auto", "kernel", "primal")
 
 
 def c_grid(Cs: int | Sequence[float]) -> np.ndarray:
@@ -42,6 +54,23 @@ def c_grid(Cs: int | Sequence[float]) -> np.ndarray:
         check_number(Cs, "Cs (number of grid points)", minimum=1, integer=True)
         return np.logspace(-4, 2, int(Cs)) if Cs > 1 else np.array([1.0])
     return check_Cs(Cs)
+
+
+@dataclass
+class _BatchFit:
+    """One RAPTOR fit of ``B`` elements: raw-space ``coef [B, d]``, ``intercept [B]``, chosen ``C [B]``,
+    ``val_accuracy [B, K]`` (grid order; ``[B, 0]`` for one C), the refit's scaler ``mean``/``scale`` ``[B, d]``,
+    ``n_iter [B]`` / ``converged [B]`` of the refit, ``path_unconverged`` (grid fits that did not converge)."""
+
+    coef: torch.Tensor
+    intercept: torch.Tensor
+    C: np.ndarray
+    val_accuracy: np.ndarray
+    mean: torch.Tensor
+    scale: torch.Tensor
+    n_iter: torch.Tensor
+    converged: torch.Tensor
+    path_unconverged: int
 
 
 class RaptorProbe(LinearProbe):
@@ -53,29 +82,40 @@ class RaptorProbe(LinearProbe):
             no validation split: the same solution as ``LogisticRegression(C=C)``.
         val_fraction: share of the fitting data held out to choose C (RAPTOR: 0.2).
         random_state: seed of the stratified (or grouped) validation split.
-        tol, max_iter: stopping rule of the batched solver (max |gradient| of the mean-scaled objective).
-        window: how many values of C are iterated together; the window slides along the sorted
-            grid, each entering C warm-started from the path of the smaller ones.
+        refit_scaler: ``"train"`` (the authors' code: the refit on train+validation keeps the
+            scaler fitted on the training part) or ``"train+val"`` (refit the scaler on
+            train+validation first). Measured difference: ``benchmarks/results_probes.md``.
+        tol, max_iter: scikit-learn's stopping test (max |gradient| of the mean-scaled objective
+            over the standardised coefficients and the intercept) and iteration cap, per fit.
+        window: how many values of C of one layer are iterated together; each block of the
+            sorted grid starts on the path extrapolated from the values of C before it.
+        solver: ``"kernel"`` (dual coordinates in the span of the training rows), ``"primal"``
+            (eigenbasis of the features) or ``"auto"`` (kernel when there are fewer training rows
+            than dimensions). The same problem and optimum either way.
         device, dtype: where and in what precision to solve (``"cuda"`` works).
 
     Fitted attributes (besides the :class:`LinearProbe` ones): ``C_`` (float or ``[n_layers]``),
     ``Cs_`` ``[K]`` the grid, ``val_accuracy_`` ``[K]`` / ``[n_layers, K]`` (empty for one C),
-    ``mean_``/``scale_`` ``[d]`` / ``[n_layers, d]`` the scaler of the final refit, ``n_iter_``.
+    ``mean_``/``scale_`` ``[d]`` / ``[n_layers, d]`` the scaler of the final refit, ``n_iter_``
+    (iterations of the refit). A refit that does not converge raises scikit-learn's
+    ``ConvergenceWarning`` (as ``LogisticRegression`` does), naming the layers.
     """
 
     _fitted_arrays = ("C_", "val_accuracy_", "n_iter_")
     _saved_arrays = ("Cs_",)
 
     def __init__(self, Cs: int | Sequence[float] = 100, *, val_fraction: float = 0.2, random_state: int = 0,
-                 tol: float = 1e-4, max_iter: int = 500, window: int = 10, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32):
+                 refit_scaler: str = "train", tol: float = 1e-4, max_iter: int = 500, window: int = 10,
+                 solver: str = "auto", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         super().__init__(device=device, dtype=dtype)
         self.Cs = Cs
         self.val_fraction = val_fraction
         self.random_state = random_state
+        self.refit_scaler = refit_scaler
         self.tol = tol
         self.max_iter = max_iter
         self.window = window
+        self.solver = solver
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> "RaptorProbe":
         """Fit on ``[n, d]`` or ``[n, n_layers, d]``; ``groups`` makes the validation split a group split."""
@@ -89,71 +129,136 @@ class RaptorProbe(LinearProbe):
         self._grid()
         check_fraction(self.val_fraction, "val_fraction")
         check_number(self.random_state, "random_state", minimum=0, integer=True)
+        check_choice(self.refit_scaler, "refit_scaler", REFIT_SCALERS)
         check_number(self.tol, "tol", minimum=0, exclusive_min=True)
         check_number(self.max_iter, "max_iter", minimum=1, integer=True)
         check_number(self.window, "window", minimum=1, integer=True)
+        check_choice(self.solver, "solver", SOLVERS)
 
     def _fit_layers(self, X: torch.Tensor, y01: np.ndarray, groups: np.ndarray | None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         grid = self._grid()
-        n_layers = X.shape[0]
-        y = torch.as_tensor(y01, dtype=X.dtype, device=X.device)
         self.Cs_ = grid
-        coef0 = intercept0 = None
-        rotation: torch.Tensor | bool = True
+        n_layers = X.shape[0]
         if len(grid) == 1:
-            chosen = np.full(n_layers, grid[0])
-            self.val_accuracy_ = np.zeros((n_layers, 0))
             check_min_per_class(y01, 1, "Logistic regression")
+            train, val = np.arange(len(y01)), None
         else:
             check_min_per_class(y01, 2, "RaptorProbe's train/validation split (C is chosen on held-out data)",
                                 "add examples of the rarer class, or pass a single C (e.g. Cs=[1.0]) to fit "
                                 "without a validation split")
             train, val = split(y01, self.val_fraction, self.random_state, groups)
-            val_accuracy, coef0, intercept0, rotation = self._validation_curve(X, y, train, val, grid)
-            # ties go to the smallest C (strongest ridge): argmax returns the first maximum of an ascending grid
-            best = val_accuracy.argmax(1)
-            chosen = grid[best]
-            self.val_accuracy_ = val_accuracy
-            rows = torch.arange(n_layers)
-            coef0, intercept0 = coef0[rows, best], intercept0[rows, best]  # raw space, warm start of the refit
-        X_std, mean, scale = standardize(X)
-        if coef0 is not None:  # raw-space warm start expressed in the refit's standardised coordinates
-            intercept0 = (intercept0 + (coef0 * mean).sum(-1))[:, None]
-            coef0 = (coef0 * scale)[:, None]
-        Cs = torch.as_tensor(chosen, dtype=X.dtype, device=X.device)[:, None]
-        # the refit reuses the training part's eigenbasis (train+validation has nearly the same)
-        solution = solve_l2_logistic(X_std, y, Cs, coef0=coef0, intercept0=intercept0, tol=self.tol,
-                                     max_iter=self.max_iter, precondition=rotation)
-        coef, intercept = fold_back(solution.coef[:, 0], solution.intercept[:, 0], mean, scale)
-        self.C_ = chosen
-        self.n_iter_ = solution.n_iter[:, 0].cpu().numpy()
-        self.mean_, self.scale_ = mean.cpu().numpy(), scale.cpu().numpy()
-        self.metrics_ = {"val_accuracy": self.val_accuracy_.max(1) if len(grid) > 1 else np.full(n_layers, np.nan),
-                         "train_accuracy": _accuracy(X, y, coef, intercept)}
-        return coef, intercept
+        y = torch.as_tensor(y01, dtype=X.dtype, device=X.device).expand(n_layers, -1)
+        result = self._fit_batch(X, y, train, val, grid)
+        self.C_ = result.C
+        self.val_accuracy_ = result.val_accuracy
+        self.n_iter_ = result.n_iter.cpu().numpy()
+        self.mean_, self.scale_ = result.mean.cpu().numpy(), result.scale.cpu().numpy()
+        self.metrics_ = {"val_accuracy": result.val_accuracy.max(1) if len(grid) > 1 else np.full(n_layers, np.nan),
+                         "train_accuracy": _accuracy(X, torch.as_tensor(y01, dtype=X.dtype, device=X.device),
+                                                     result.coef, result.intercept)}
+        _warn_unconverged(result, self.max_iter)
+        return result.coef, result.intercept
 
-    def _validation_curve(self, X: torch.Tensor, y: torch.Tensor, train: np.ndarray, val: np.ndarray,
-                          grid: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Fit the whole grid on the training part: ``(val_accuracy [L, K], coef [L, K, d], intercept [L, K],
-        rotation [L, d, d])``, weights in raw space."""
-        train_t = torch.as_tensor(train, device=X.device)
-        val_t = torch.as_tensor(val, device=X.device)
-        X_std, mean, scale = standardize(X[:, train_t])
-        Cs = torch.as_tensor(grid, dtype=X.dtype, device=X.device).expand(X.shape[0], -1)
-        order = np.argsort(grid)  # warm starts run along increasing C
-        Cs = Cs[:, torch.as_tensor(order, device=X.device)]
-        solution = solve_l2_logistic(X_std, y[train_t], Cs, tol=self.tol, max_iter=self.max_iter,
-                                     window=self.window)
-        inverse = torch.as_tensor(np.argsort(order), device=X.device)
-        solution.coef, solution.intercept = solution.coef[:, inverse], solution.intercept[:, inverse]
-        coef, intercept = fold_back(solution.coef, solution.intercept, mean, scale)
-        logits = torch.einsum("lnd,lkd->lkn", X[:, val_t], coef) + intercept[..., None]
-        val_accuracy = ((logits > 0).to(X.dtype) == y[val_t]).to(torch.float64).mean(-1)
-        return val_accuracy.cpu().numpy(), coef, intercept, solution.rotation
+    def _fit_batch(self, X: torch.Tensor, y: torch.Tensor, train: np.ndarray, val: np.ndarray | None,
+                   grid: np.ndarray) -> _BatchFit:
+        """The protocol on ``X [B, n, d]`` with labels ``y [B, n]`` (0/1): the grid on rows ``train``, C by accuracy
+        on rows ``val`` (None for a single C: plain logistic regression), the refit on all ``n`` rows."""
+        B, n, _ = X.shape
+        device, dtype = X.device, X.dtype
+        solve = dict(tol=self.tol, max_iter=self.max_iter)
+        train = as_index(train, device)
+        space = SolverSpace(X, train, kind=self.solver)
+        if len(grid) == 1:
+            chosen = np.full(B, grid[0])
+            val_accuracy = np.zeros((B, 0))
+            start, unconverged = None, 0
+            refit_space = space
+        else:
+            order = np.argsort(grid, kind="stable")  # warm starts run along increasing C
+            Cs = torch.as_tensor(grid[order], dtype=dtype, device=device).expand(B, -1)
+            path = solve_path(space.train_operator(), y[:, train], Cs, window=self.window, **solve)
+            unconverged = int((~path.converged).sum())
+            val = as_index(val, device)
+            logits = space.train_logits(path.theta, val)  # [B, K, n_val]
+            correct = ((logits > 0).to(dtype) == y[:, None, val]).to(torch.float64).mean(-1)
+            best = correct.argmax(1)  # first maximum of the ascending grid: ties go to the smallest C
+            chosen = grid[order][best.cpu().numpy()]
+            val_accuracy = np.empty((B, len(grid)))
+            val_accuracy[:, order] = correct.cpu().numpy()
+            start = space.lift(path.theta[torch.arange(B, device=device), best])[:, None]  # [B, 1, N+1]
+            refit_space = space
+            if self.refit_scaler == "train+val":
+                refit_space = SolverSpace(X, torch.arange(n, device=device), kind=space.kind)
+                start = refit_space.from_raw(*space.raw(start))
+        Cs = torch.as_tensor(chosen, dtype=dtype, device=device)[:, None]
+        final = solve_path(refit_space.fit_operator(), y, Cs, start=start, window=1, warm_start_grid=False, **solve)
+        coef, intercept = refit_space.raw(final.theta)
+        return _BatchFit(coef[:, 0], intercept[:, 0], chosen, val_accuracy, refit_space.mean, refit_space.scale,
+                         final.n_iter[:, 0], final.converged[:, 0], unconverged)
+
+    def fit_subsets(self, X: Any, y: Any, subsets: Sequence[np.ndarray], random_states: Sequence[int],
+                    groups: Any = None, max_batch_bytes: float = 2 ** 28) -> np.ndarray:
+        """Concept vectors of refits on row ``subsets`` of ``X`` ``[n, d]`` / ``[n, n_layers, d]``, the i-th with
+        validation split seed ``random_states[i]``: ``[runs, d]`` / ``[runs, n_layers, d]``.
+
+        The same as ``clone(random_state=s).fit(X[rows], y[rows]).concept_vector_`` per subset, with every
+        subset and layer solved in one batch (layers in chunks of at most ``max_batch_bytes`` of data) when the
+        subsets give equal-sized splits (stratified subsets of one size do); else one fit per subset.
+        """
+        self._check_params()
+        values, _ = as_activation_tensor(X, self.dtype)
+        y01, _ = check_labels(y, len(values))
+        grid = self._grid()
+        per_layer = values.ndim == 3
+        X3 = (values if per_layer else values[:, None]).to(self.device)  # [n, L, d]
+        orders, n_train = [], None  # each subset's rows, its training part first
+        for rows, seed in zip(subsets, random_states):
+            rows = np.asarray(rows)
+            if len(grid) == 1:
+                train, val = np.arange(len(rows)), np.arange(0)
+            else:
+                train, val = split(y01[rows], self.val_fraction, int(seed), None if groups is None else
+                                   np.asarray(groups)[rows])
+            orders.append(rows[np.concatenate([train, val])])
+            n_train = len(train) if n_train in (None, len(train)) else -1
+        if n_train == -1 or len({len(o) for o in orders}) > 1:  # unequal splits: one fit per subset
+            fits = [self.clone(random_state=int(s)).fit(values[np.asarray(r)], y01[np.asarray(r)],
+                                                         None if groups is None else np.asarray(groups)[r])
+                    for r, s in zip(subsets, random_states)]
+            return np.stack([f.concept_vector_ for f in fits])
+        runs, (n_rows, n_layers, d) = len(orders), (len(orders[0]), X3.shape[1], X3.shape[2])
+        index = torch.as_tensor(np.stack(orders), device=X3.device)  # [runs, n_rows]
+        labels = torch.as_tensor(y01, dtype=self.dtype, device=X3.device)[index]  # [runs, n_rows]
+        chunk = max(1, int(max_batch_bytes // (runs * n_rows * d * X3.element_size())))
+        directions = np.empty((runs, n_layers, d), dtype=np.float32)
+        for first in range(0, n_layers, chunk):
+            layers = range(first, min(first + chunk, n_layers))
+            batch = torch.stack([X3[index[r], l] for r in range(runs) for l in layers])  # [runs*c, n_rows, d]
+            y_batch = labels.repeat_interleave(len(layers), 0)
+            result = self._fit_batch(batch, y_batch, np.arange(n_train), np.arange(n_train, n_rows)
+                                     if len(grid) > 1 else None, grid)
+            _warn_unconverged(result, self.max_iter)
+            unit = torch.nn.functional.normalize(result.coef, dim=-1).cpu().numpy()
+            directions[:, first:first + len(layers)] = unit.reshape(runs, len(layers), d)
+        return directions if per_layer else directions[:, 0]
 
     def _repr_fitted(self) -> dict[str, Any]:
         return {"C_": self.C_, **super()._repr_fitted()}
+
+
+def _warn_unconverged(result: _BatchFit, max_iter: int) -> None:
+    """scikit-learn's ``ConvergenceWarning`` when a refit stopped without meeting the tolerance."""
+    failed = (~result.converged).cpu().numpy()
+    if not failed.any():
+        return
+    from sklearn.exceptions import ConvergenceWarning
+
+    which = np.flatnonzero(failed).tolist()
+    warnings.warn(f"RaptorProbe: the refit did not converge within max_iter={max_iter} iterations on "
+                  f"{len(which)} layer slot(s) {which[:10]}{' ...' if len(which) > 10 else ''} "
+                  f"({result.path_unconverged} of the grid fits did not either): increase max_iter, or tol.",
+                  ConvergenceWarning, stacklevel=4)
 
 
 class LogisticDirection(RaptorProbe):

@@ -48,19 +48,29 @@ def mean_pairwise_abs_cosine(directions: np.ndarray) -> float | np.ndarray:
 
 
 def directional_stability(probe: LinearProbe, X: Any, y: Any, runs: int = 20, drop: float = 0.2, seed: int = 0,
-                          groups: Any = None) -> StabilityResult:
+                          groups: Any = None, batched: bool = True) -> StabilityResult:
     """Refit ``probe`` (a fresh clone each run, its split seed changed) on ``runs`` random ``1 - drop``
-    subsets (stratified) of ``X`` ``[n, d]`` / ``[n, n_layers, d]``; stability = mean pairwise |cos|."""
+    subsets (stratified) of ``X`` ``[n, d]`` / ``[n, n_layers, d]``; stability = mean pairwise |cos|.
+
+    A probe with a ``fit_subsets`` method (:class:`~steerlab.probes.RaptorProbe`) solves all runs in one
+    batch (``batched=False``: one fit per run, the same directions); ``fit_seconds`` is then the batch's
+    time divided by ``runs``.
+    """
     check_estimator(probe)
     check_number(runs, "runs", minimum=2, integer=True)
     check_fraction(drop, "drop")
     values, _ = as_activation_tensor(X)
     y01, _ = check_labels(y, len(values))
     groups = as_groups(groups, len(values))
+    keeps = [stratified_split(y01, drop, seed + run)[0] for run in range(runs)]
+    seeds = [seed + run for run in range(runs)]
+    if batched and hasattr(probe, "fit_subsets"):
+        start = time.perf_counter()
+        stacked = probe.fit_subsets(values, y01, keeps, seeds, groups)
+        return StabilityResult(mean_pairwise_abs_cosine(stacked), stacked, (time.perf_counter() - start) / runs)
     directions, seconds = [], []
-    for run in range(runs):
-        keep, _ = stratified_split(y01, drop, seed + run)
-        overrides = {"random_state": seed + run} if "random_state" in probe.get_params() else {}
+    for keep, run_seed in zip(keeps, seeds):
+        overrides = {"random_state": run_seed} if "random_state" in probe.get_params() else {}
         start = time.perf_counter()
         fitted = probe.clone(**overrides).fit(values[keep], y01[keep], None if groups is None else groups[keep])
         seconds.append(time.perf_counter() - start)

@@ -272,11 +272,14 @@ def _site_function(vector: SteeringVector, mode: str, alpha: float | torch.Tenso
     """The site function editing ``h [batch, pos, d_model]`` at the selected tokens (arguments already checked).
 
     A tensor ``alpha`` holds one coefficient per row of the batch (``[batch]``, mode='add').
+    The vector, the selection and the alphas follow ``h`` to its device and dtype: on a model
+    spread over devices (a ``device_map``), a later block's activation lives on another GPU
+    than the inputs (where the token positions are tracked) and than the vector (cpu).
     """
     cast: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # per (device, dtype): once, not every step
 
     def fn(h: torch.Tensor) -> torch.Tensor:
-        sel = select_positions(tracker, positions)
+        sel = select_positions(tracker, positions).to(h.device)
         key = (h.device, h.dtype)
         if key not in cast:
             cast[key] = (vector.direction.to(h.device, h.dtype), vector.unit.to(h.device, h.dtype))
