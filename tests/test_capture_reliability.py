@@ -77,13 +77,13 @@ def test_resume_with_another_shard_size_captures_each_text_once(model, reference
     assert [s["text_end"] for s in manifest_of(out)["shards"]] == [75, 150]
 
     forwarded = []
-    original_forward = model.forward
+    original_read = model.read  # capture's forward pass (it stops at the deepest layer it needs)
 
-    def counting_forward(batch, fns=()):
+    def counting_read(batch, fns=()):
         forwarded.append(len(batch.input_ids))
-        return original_forward(batch, fns)
+        return original_read(batch, fns)
 
-    monkeypatch.setattr(model, "forward", counting_forward)
+    monkeypatch.setattr(model, "read", counting_read)
     resumed = steerlab.capture(model, MANY, out=out, shard_size=100, **CAPTURE_ARGS)  # 150 rows too many before
     assert sum(forwarded) == 150  # only the texts no finished shard covers
     assert len(resumed) == 300 and resumed.values.shape[0] == 300
@@ -239,7 +239,8 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), BAD_INPUTS, ids=[str(i) for i in range(len(BAD_INPUTS))])
 def test_bad_input_is_refused_before_any_forward_pass(model, monkeypatch, tmp_path, kwargs, error, match):
-    monkeypatch.setattr(model, "forward", lambda *a, **k: pytest.fail("a forward pass ran before the refusal"))
+    for method in ("forward", "read"):
+        monkeypatch.setattr(model, method, lambda *a, **k: pytest.fail("a forward pass ran before the refusal"))
     kwargs = {"texts": TEXTS, **kwargs}
     out = tmp_path / "store"
     with pytest.raises(error, match=match):
