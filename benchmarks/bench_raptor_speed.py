@@ -118,6 +118,36 @@ def stability(X: np.ndarray, y: np.ndarray, json_path: str | None) -> None:
             json.dump(summary, handle, indent=1)
 
 
+def gcs(X_fit: np.ndarray, y_fit: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, layers: list[int],
+        json_path: str | None) -> None:
+    """GCSProbe (one batched solve per layer) vs its 1,000 probes as scikit-learn fits (first layer only)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from steerlab.probes import GCSProbe
+    from steerlab.probes.gcs import gcs_subsamples
+
+    start = time.perf_counter()
+    probe = GCSProbe().fit(X_fit[:, layers], y_fit)
+    seconds = time.perf_counter() - start
+    first = X_fit[:, layers[0]].astype(np.float64)
+    standardized = (first - first.mean(0)) / np.where(first.std(0) > 0, first.std(0), 1)
+    start = time.perf_counter()
+    weights = [LogisticRegression(C=1.0).fit(standardized[rows], y_fit[rows]).coef_[0]
+               for rows in gcs_subsamples(y_fit, 1000, 0.1, 0)]
+    sklearn_seconds = time.perf_counter() - start
+    mean = np.mean(weights, 0) / np.where(first.std(0) > 0, first.std(0), 1)
+    summary = {"layers": layers, "gcsprobe_seconds_per_layer": seconds / len(layers),
+               "sklearn_1000_fits_seconds_one_layer": sklearn_seconds,
+               "ratio_per_layer": sklearn_seconds / (seconds / len(layers)),
+               "test_accuracy": np.round(probe.score(X_test[:, layers], y_test), 4).tolist(),
+               "cos_to_mean_of_sklearn_probes_first_layer": cosine(probe.concept_vector_[0], mean),
+               "unconverged_probes": probe.probe_unconverged_.tolist()}
+    print(json.dumps(summary, indent=1))
+    if json_path:
+        with open(json_path, "w") as handle:
+            json.dump(summary, handle, indent=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", choices=["cities", "synthetic7b"], default="cities")
@@ -128,6 +158,8 @@ def main() -> None:
                                                                  "OMP_NUM_THREADS)")
     parser.add_argument("--stability-layers", default=None, help="also time directional stability (K=20 drops of "
                         "20%%) on these layer slots: batched vs one RaptorProbe fit per run (and skip the rest)")
+    parser.add_argument("--gcs-layers", default=None, help="also time GCSProbe (1,000 probes on 10%% subsamples) on "
+                        "these layer slots, against the same 1,000 scikit-learn fits on the first (and skip the rest)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -148,6 +180,9 @@ def main() -> None:
           f"test rows {len(test)}; grid {len(GRID)} values of C")
 
     RaptorProbe(Cs=[1.0]).fit(X_fit[:50, :2], y_fit[:50])  # warm-up (allocator, threads)
+    if args.gcs_layers:
+        gcs(X_fit, y_fit, X_test, y_test, [int(v) for v in args.gcs_layers.split(",")], args.json)
+        return
     if args.stability_layers:
         stability(X_fit[:, [int(v) for v in args.stability_layers.split(",")]], y_fit, args.json)
         return

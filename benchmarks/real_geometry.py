@@ -102,8 +102,9 @@ def erasure_section(flat: dict[str, dict[str, tuple]], groups_all: dict[str, np.
     lines = ["### Erasure at the chosen layer", "",
              "A fresh logistic probe (C = 1) fitted after erasure on the erased training rows, scored on held-out "
              "erased rows (group split by entity, 30% test). LEACE: `concept-erasure`'s closed form, fitted on the "
-             "training rows (after it, the class means of the training rows coincide, so the fresh probe's weights "
-             "are zero and its held-out score is constant: AUROC exactly 0.5). INLP: k rounds of logistic probe + "
+             "training rows (after it, the class means of the training rows coincide, so the best linear probe on them "
+             "is constant: the fresh probe's weights are about zero and its held-out AUROC is 0.5 up to solver "
+             "noise). INLP: k rounds of logistic probe + "
              "projection (Ravfogel et al.).", "",
              "| domain | AUROC before | LEACE: AUROC after | "
              + " | ".join(f"INLP {k}: AUROC after" for k in rounds) + " | chance |",

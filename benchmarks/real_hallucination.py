@@ -544,11 +544,24 @@ def _reading_lines(results: dict) -> list[str]:
             a = {key: h[key]["answer"]["auroc"] for key in METHODS}
             baseline = max(a["max_prob"], a["entropy"])
             probe = max(a["mlp"], a["linear"])
+            cv = r["cv_answer_auroc"]
+            flags = [key for key in ("mlp", "linear", "plus") if abs(cv[key] - a[key]) > 0.1]
             lines.append(
                 f"- {model}, {name}: MLP {_f(a['mlp'])} vs linear {_f(a['linear'])} (MLP {_signed(a['mlp'] - a['linear'])}; "
                 f"answer recall at 5% FPR {_f(h['mlp']['answer']['recall@5%fpr'])} vs "
                 f"{_f(h['linear']['answer']['recall@5%fpr'])}); best paper probe {_f(probe)} vs best output-confidence "
-                f"baseline {_f(baseline)} ({_signed(probe - baseline)}); steerlab's detector {_f(a['plus'])}.")
+                f"baseline {_f(baseline)} ({_signed(probe - baseline)}); steerlab's detector {_f(a['plus'])}; the KL "
+                f"term {_signed(a['mlp'] - a['mlp_no_kl'])} answer AUROC (MLP with vs without)."
+                + (f" Held-out and CV disagree by more than 0.1 for: {', '.join(flags)} (small test split: read the "
+                   "seed spread)." if flags else ""))
+    for model, m in results["models"].items():
+        search = m["sets"]["cities"].get("layer_search")
+        if search:
+            tpe, sweep = search["best_layer"], search["exhaustive_best_layer"]
+            found = "found the sweep's layer" if tpe == sweep else f"chose layer {tpe}, the sweep {sweep},"
+            lines.append(f"- {model}, layer search: TPE {found} with {search['n_fits']} fits instead of "
+                         f"{search['n_layers']} (validation AUROC {_f(search['best_value'])} vs "
+                         f"{_f(search['exhaustive'][str(sweep)])}).")
     return lines
 
 

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from steerlab.probes.directions import Direction
-from steerlab.probes.lbfgs_path import KernelOperator, solve_path
+from steerlab.probes.lbfgs_path import solve_path
+from steerlab.probes.logistic_operators import KernelOperator
 from steerlab.probes.span import scaler
 from steerlab.probes.validation import ProbeInputError, check_fraction, check_number
 

@@ -8,15 +8,18 @@ value of its (ascending) grid of ``C``, with scikit-learn's objective divided by
 
 How the work is organised:
 
-* Each batch element runs ``window`` of its grid columns at a time ("slots" ``[B, k]``) and
-  moves on to its next block as soon as its own block is done, independently of the
-  other elements; finished elements leave the working set.
+* Each batch element runs ``window`` of its grid columns at a time ("slots" ``[B, k]``),
+  independently of the other elements: a finished column frees its slot for the element's
+  next column (``refill``); finished elements leave the working set; the matrix products
+  cover only the running slots.
 * A column entering the window starts on the solution path: secant extrapolation in
-  ``log C`` through the two columns before it (warm starts along the grid, as the
-  reference protocol's warm-started loop, without serialising it).
-* Coordinates come from an *operator* (:class:`KernelOperator`: dual coefficients of
-  the training rows, exact when ``n < d``; :class:`FeatureOperator`: features, optionally
-  rotated and scaled by Boehning's curvature bound). Every vector the L-BFGS memory keeps
+  ``log C`` through the two highest *finished* columns below it (warm starts along the grid,
+  as the reference protocol's warm-started loop, without serialising it). When a column
+  finishes, the running columns of that element are moved to the new extrapolation where
+  it has a lower objective (``restart``).
+* Coordinates come from an *operator* (:mod:`steerlab.probes.logistic_operators`:
+  ``KernelOperator``, dual coefficients of the training rows, exact when ``n < d``;
+  ``FeatureOperator``, features, optionally rotated and scaled by Boehning's curvature bound). Every vector the L-BFGS memory keeps
   also keeps its image under the metric and the logits it moves, so the line search costs
   no matrix product and an iteration costs one (kernel) or two (features) batched products.
 * Compact L-BFGS direction (Byrd, Nocedal & Schnabel 1994; Nocedal & Wright eq. 7.24) with
@@ -29,7 +32,8 @@ How the work is organised:
 
 Example:
     >>> import torch
-    >>> from steerlab.probes.lbfgs_path import FeatureOperator, solve_path
+    >>> from steerlab.probes.lbfgs_path import solve_path
+    >>> from steerlab.probes.logistic_operators import FeatureOperator
     >>> torch.manual_seed(0) and None
     >>> X = torch.randn(1, 200, 5); y = (X[0, :, 0] > 0).float()
     >>> result = solve_path(FeatureOperator(X - X.mean(1, keepdim=True)), y, torch.tensor([[0.1, 10.0]]))
@@ -41,9 +45,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from steerlab.probes.logistic_operators import FeatureOperator, KernelOperator
 
 
 @dataclass
@@ -58,188 +63,6 @@ class PathResult:
     grad_norm: torch.Tensor
     logits: torch.Tensor
     steps: int = 0  # iterations of the batched loop
-
-
-class KernelOperator:
-    """Dual coordinates: ``w = X^T alpha`` for the rows of ``X`` (the solution of an L2 problem lies in
-    their span, so this is exact), through the Gram matrix ``G = X X^T`` ``[B, n, n]`` only.
-
-    Logits ``G alpha + b``; ``||w||^2 = alpha . G alpha``; the metric of the coordinates is ``G``.
-    One ``[B, k, n] @ [B, n, n]`` product per iteration.
-    """
-
-    identity_metric = False
-
-    def __init__(self, G: torch.Tensor, column_norm: torch.Tensor | None = None):
-        self.G = G
-        self.n = G.shape[-1]
-        self.N = self.n
-        # max over features of ||X[:, j]|| [B]: |(X^T a)_j| <= ||X[:, j]|| ||a|| bounds the max-abs gradient
-        self.column_norm = column_norm
-        self.rows = torch.arange(G.shape[0], device=G.device)  # working elements (indices into the data)
-
-    def select(self, keep: torch.Tensor) -> None:
-        self.rows = self.rows[keep]
-
-    def set_penalty(self, penalty: torch.Tensor) -> None:
-        """Penalties ``[B, k]`` of the slots (unused: no per-column scaling)."""
-
-    def to_theta(self, v: torch.Tensor) -> torch.Tensor:
-        return v
-
-    def from_theta(self, theta: torch.Tensor, slots: tuple[torch.Tensor, torch.Tensor] | None = None
-                   ) -> torch.Tensor:
-        return theta
-
-    def logits(self, v: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``[B', k, n]`` of coefficients ``v`` of the working elements (or of ``rows`` of them)."""
-        index = self.rows if rows is None else self.rows[rows]
-        return _product(v[..., :-1], self.G, index) + v[..., -1:]
-
-    def gradient(self, v: torch.Tensor, z: torch.Tensor, residual: torch.Tensor, penalty: torch.Tensor,
-                 active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(g, Mg)``: the gradient (as coordinates) and its metric image (computed for ``active`` slots)."""
-        alpha, b = v[..., :-1], v[..., -1:]
-        r_sum = residual.sum(-1, keepdim=True)
-        pen = penalty[..., None]
-        g = torch.cat([residual + pen * alpha, r_sum], -1)
-        Mg = torch.cat([_product(residual, self.G, self.rows, active) + pen * (z - b), r_sum], -1)
-        return g, Mg
-
-    def direction_logits(self, d: torch.Tensor, Md: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        return Md[..., :-1] + Md[..., -1:]
-
-    def sq_norm(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """``||w||^2`` of coefficients ``v`` with logits ``z`` (any leading shape)."""
-        return (v[..., :-1] * (z - v[..., -1:])).sum(-1)
-
-    def theta_sq_norm(self, theta: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.sq_norm(theta, z)
-
-    def norms(self, v: torch.Tensor, z: torch.Tensor, d: torch.Tensor, Md: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``||w + t dw||^2 = A0 + 2 t A1 + t^2 A2``."""
-        Galpha = z - v[..., -1:]
-        d_alpha = d[..., :-1]
-        return (v[..., :-1] * Galpha).sum(-1), (d_alpha * Galpha).sum(-1), (d_alpha * Md[..., :-1]).sum(-1)
-
-    def grad_norm(self, g: torch.Tensor, Mg: torch.Tensor, tol: float) -> torch.Tensor:
-        """An upper bound of the max-abs gradient over ``(w, b)`` in the features' coordinates ``[B, k]``:
-        ``||grad_w||_2``, or ``max_j ||X[:, j]|| ||alpha-gradient||_2`` when smaller."""
-        bound = (g[..., :-1] * Mg[..., :-1]).sum(-1).clamp_min(0).sqrt()
-        if self.column_norm is not None:
-            bound = torch.minimum(bound, self.column_norm[self.rows, None] * g[..., :-1].norm(dim=-1))
-        return torch.maximum(bound, g[..., -1].abs())
-
-
-class FeatureOperator:
-    """Primal coordinates on features ``Z`` ``[B, n, N]`` (e.g. standardised activations rotated to the
-    eigenbasis of ``Z^T Z``), each coordinate scaled by the root of Boehning's bound on the logistic
-    Hessian, ``curvature / 4 + 1 / (C n)`` (``curvature`` ``[B, N]``: the diagonal of ``Z^T Z / n``, exact
-    in the eigenbasis), so a unit step is safe and L-BFGS starts well conditioned. Two products per
-    iteration.
-    """
-
-    identity_metric = True
-
-    def __init__(self, Z: torch.Tensor, curvature: torch.Tensor | None = None, rotation: torch.Tensor | None = None):
-        self.Z = Z
-        self.rotation_t = None if rotation is None else rotation.transpose(1, 2).contiguous()  # [B, N, d]: V^T
-        # both products in plain (non-transposed) layouts: on CPU, `Z^T @ r` through a transposed view
-        # measured 2-4x slower than `r @ Z` for the few-column products used here
-        self.Zt = Z.transpose(1, 2).contiguous()
-        self.n, self.N = Z.shape[1], Z.shape[2]
-        self.curvature = (Z * Z).mean(1) if curvature is None else curvature.clamp_min(0)
-        self.root_h = None
-        self.rows = torch.arange(Z.shape[0], device=Z.device)  # working elements (indices into the data)
-
-    def select(self, keep: torch.Tensor) -> None:
-        self.rows = self.rows[keep]
-
-    def set_penalty(self, penalty: torch.Tensor) -> None:
-        h_w = self.curvature[self.rows, None, :] / 4 + penalty[..., None]
-        self.root_h = torch.cat([h_w, torch.full_like(h_w[..., :1], 0.25)], -1).sqrt()  # [B, k, N+1]
-
-    def to_theta(self, v: torch.Tensor) -> torch.Tensor:
-        return v / self.root_h
-
-    def from_theta(self, theta: torch.Tensor, slots: tuple[torch.Tensor, torch.Tensor] | None = None
-                   ) -> torch.Tensor:
-        return theta * (self.root_h if slots is None else self.root_h[slots])
-
-    def logits(self, v: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        theta = v / (self.root_h if rows is None else self.root_h[rows])
-        index = self.rows if rows is None else self.rows[rows]
-        return _product(theta[..., :-1], self.Zt, index) + theta[..., -1:]
-
-    def gradient(self, v: torch.Tensor, z: torch.Tensor, residual: torch.Tensor, penalty: torch.Tensor,
-                 active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        theta = v / self.root_h
-        grad = torch.cat([_product(residual, self.Z, self.rows, active) + penalty[..., None] * theta[..., :-1],
-                          residual.sum(-1, keepdim=True)], -1)
-        g = grad / self.root_h
-        return g, g
-
-    def direction_logits(self, d: torch.Tensor, Md: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        theta = d / self.root_h
-        return _product(theta[..., :-1], self.Zt, self.rows, active) + theta[..., -1:]
-
-    def sq_norm(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.theta_sq_norm(v / self.root_h, z)
-
-    def theta_sq_norm(self, theta: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return (theta[..., :-1] * theta[..., :-1]).sum(-1)
-
-    def norms(self, v: torch.Tensor, z: torch.Tensor, d: torch.Tensor, Md: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        w, dw = (v / self.root_h)[..., :-1], (d / self.root_h)[..., :-1]
-        return (w * w).sum(-1), (w * dw).sum(-1), (dw * dw).sum(-1)
-
-    def grad_norm(self, g: torch.Tensor, Mg: torch.Tensor, tol: float) -> torch.Tensor:
-        """The max-abs gradient over ``(w, b)`` in the coordinates of the features before rotation ``[B, k]``
-        (scikit-learn's stopping test); where the 2-norm is already below ``tol``, that 2-norm (an upper bound)."""
-        grad = g * self.root_h
-        if self.rotation_t is None:
-            return grad.abs().amax(-1)
-        norm = grad.norm(dim=-1)
-        # the exact value only where it can pass: a rotated vector's max-abs is rarely below 1/8 of its 2-norm
-        # (a check skipped there only delays the stop, never makes it early)
-        zone = (norm > tol) & (norm <= _EXACT_CHECK_FACTOR * tol)
-        result = norm.clone()
-        if zone.any():
-            rotated = _product(grad[..., :-1], self.rotation_t, self.rows, zone)
-            exact = torch.maximum(rotated.abs().amax(-1), grad[..., -1].abs())
-            result = torch.where(zone, exact, result)
-        return result
-
-
-_EXACT_CHECK_FACTOR = 8.0
-
-
-def _product(x: torch.Tensor, M: torch.Tensor, rows: torch.Tensor, active: torch.Tensor | None = None
-             ) -> torch.Tensor:
-    """``x [R, k, a] @ M[rows] [R, a, b]`` for the ``active [R, k]`` slots (zeros elsewhere; all if None): one
-    batched product when every element is working and most slots are active, else one product per element
-    over its active slots (neither copies ``M``)."""
-    if len(rows) == M.shape[0] and (active is None or active.float().mean() > 0.8):
-        return _matmul(x, M)
-    out = x.new_zeros(*x.shape[:-1], M.shape[-1])
-    if active is None:
-        for i, row in enumerate(rows.tolist()):
-            out[i] = _matmul(x[i], M[row])
-        return out
-    for i in active.any(1).nonzero()[:, 0].tolist():
-        slots = active[i].nonzero()[:, 0]
-        out[i, slots] = _matmul(x[i, slots], M[rows[i]])
-    return out
-
-
-def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b``; on CPU through numpy (OpenBLAS), measured 1.3-1.7x faster than torch's MKL matmul for these
-    few-column products on AMD EPYC."""
-    if a.device.type != "cpu" or a.requires_grad or b.requires_grad:
-        return a @ b
-    return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
 
 
 class _Memory:
@@ -355,7 +178,6 @@ def solve_path(operator: KernelOperator | FeatureOperator, y: torch.Tensor, Cs: 
     converged = torch.zeros(B, K, dtype=torch.bool, device=device)
     grad_norm = like.new_zeros(B, K)
     done_rec = torch.zeros(B, K, dtype=torch.bool, device=device)  # finished columns: the path so far
-    column_index = torch.arange(K, device=device)
 
     rows = torch.arange(B, device=device)  # working set: elements with columns left
     next_col = torch.zeros(B, dtype=torch.long, device=device)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-from steerlab.probes.lbfgs_path import FeatureOperator, solve_path
+from steerlab.probes.lbfgs_path import solve_path
+from steerlab.probes.logistic_operators import FeatureOperator
 from steerlab.probes.span import scaler, symmetric_eigh
 
 

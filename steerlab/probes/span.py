@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from steerlab.probes.lbfgs_path import FeatureOperator, KernelOperator
+from steerlab.probes.logistic_operators import FeatureOperator, KernelOperator
 
 
 def scaler(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

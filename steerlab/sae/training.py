@@ -115,6 +115,27 @@ def train_sae(model: Any, texts: Sequence[str], *, layer: int, site: str = "resi
     return sae
 
 
+@torch.no_grad()
+def _start_at_the_mean(trainer: Any, training_sae: Any, activations: torch.Tensor, chunk: int = 65536) -> None:
+    """Set the input scaling (sae-lens' ``expected_average_only_in``: mean norm -> sqrt(d_in)) from every row, and
+    start ``b_dec`` at the rows' (scaled) mean, as sae-lens' own runner does with ``b_dec_init_method="mean"``.
+
+    A residual stream's mean is a large share of its norm (57% of the squared norm at SmolLM2's layer 15): from
+    a zero ``b_dec`` the latents spend the first hundreds of steps encoding it.
+    """
+    total, norms = torch.zeros(activations.shape[1], dtype=torch.float64), 0.0
+    for start in range(0, len(activations), chunk):
+        rows = activations[start:start + chunk].double()
+        total += rows.sum(dim=0)
+        norms += float(rows.norm(dim=-1).sum())
+    factor = activations.shape[1] ** 0.5 / (norms / len(activations))
+    if training_sae.cfg.normalize_activations == "expected_average_only_in":
+        trainer.activation_scaler.scaling_factor = factor
+    else:
+        factor = 1.0
+    training_sae.b_dec.copy_((total / len(activations) * factor).to(training_sae.b_dec.dtype))
+
+
 def train_sae_on_activations(activations: torch.Tensor, *, hook_name: str, model_name: str, prepend_bos: bool,
                              architecture: str = "topk", d_sae: int = 512, k: int = 16, l1_coefficient: float = 2.0,
                              steps: int = 3000, batch_size: int = 512, lr: float = 1e-3, seed: int = 0) -> Any:
@@ -150,6 +171,7 @@ def train_sae_on_activations(activations: torch.Tensor, *, hook_name: str, model
         logger=LoggingConfig(log_to_wandb=False))
     batches = (batch.float() for batch in activation_batches(activations, batch_size, seed))
     trainer = SAETrainer(cfg=trainer_cfg, sae=training_sae, data_provider=batches)
+    _start_at_the_mean(trainer, training_sae, activations)
     trainer.fit()
     training_sae.cfg.metadata.steerlab_training = {
         "tokens": len(activations), "steps": steps, "batch_size": batch_size, "lr": lr,
