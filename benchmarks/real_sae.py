@@ -64,22 +64,24 @@ SST2_TRAIN, SST2_TEST = 600, 300
 PAPERS = {"arad_output_vs_input": "2-3x", "axbench_detection_diffmean": 0.942, "axbench_detection_sae": 0.695}
 
 
-def truth_concept(model):
+def truth_concept(model, smoke: bool = False):
     """en/cities: train/test by city; efficacy = false statements flipped to " true" under the chat readout."""
     from steerlab.datasets import load
     from steerlab.sae.concepts import Concept
     from steerlab.steering.evaluation import flip_rate
 
     train, test = load("en/cities", split="train"), load("en/cities", split="test")
+    if smoke:
+        train, test = train.subset(range(0, len(train), 8)), test.subset(range(0, len(test), 6))
     readout = lambda statement: chat_text(TRUTH_QUESTION.format(statement=statement), TRUTH_PREFIX)  # noqa: E731
-    false = [readout(t) for t, y in zip(test.texts, test.labels) if y == 0][:N_EFFICACY]
+    false = [readout(t) for t, y in zip(test.texts, test.labels) if y == 0][:8 if smoke else N_EFFICACY]
     rng = np.random.default_rng(0)
     score = [readout(train.texts[i]) for i in rng.choice(len(train.texts), 12, replace=False)]
     return Concept("truth", train, test, flip_rate(model, false, " true", " false", toward_positive=True),
                    "false->true verdict flips (held-out cities, chat readout)", score, (" true",), (" false",))
 
 
-def sst2_splits(seed: int = 0):
+def sst2_splits(seed: int = 0, n_train: int = SST2_TRAIN, n_test: int = SST2_TEST):
     """Balanced random train / test ConceptDatasets of SST-2, label 1 = NEGATIVE (each review its own group)."""
     import pandas as pd
 
@@ -90,7 +92,7 @@ def sst2_splits(seed: int = 0):
     parts = {}
     for label in (0, 1):
         rows = rng.permutation(np.flatnonzero(frame["label"].to_numpy() == label))
-        parts[label] = (rows[:SST2_TRAIN // 2], rows[SST2_TRAIN // 2:(SST2_TRAIN + SST2_TEST) // 2])
+        parts[label] = (rows[:n_train // 2], rows[n_train // 2:(n_train + n_test) // 2])
 
     def dataset(split: str, index: int):
         rows = np.concatenate([parts[0][index], parts[1][index]])
@@ -102,14 +104,14 @@ def sst2_splits(seed: int = 0):
     return dataset("train", 0), dataset("test", 1)
 
 
-def sentiment_concept(model):
+def sentiment_concept(model, smoke: bool = False):
     """Negative sentiment on SST-2; efficacy = held-out positive reviews + " In short, the movie is" flipped to a
     negative adjective."""
     from steerlab.sae.concepts import Concept
     from steerlab.steering.evaluation import word_set_flip_rate
 
-    train, test = sst2_splits()
-    positives = [t for t, y in zip(test.texts, test.labels) if y == 0][:N_EFFICACY]
+    train, test = sst2_splits(n_train=80, n_test=40) if smoke else sst2_splits()
+    positives = [t for t, y in zip(test.texts, test.labels) if y == 0][:8 if smoke else N_EFFICACY]
     prompts = [t + SENTIMENT_SUFFIX for t in positives]
     return Concept("negative sentiment", train, test, word_set_flip_rate(model, prompts, NEGATIVE, POSITIVE),
                    "positive->negative adjective flips (held-out positive reviews)", SCORE_PROMPTS, NEGATIVE, POSITIVE)
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sae", default=MODEL, help="the SAE (default: the one shipped for SmolLM2)")
     parser.add_argument("--out", type=Path, default=HERE / "results_real_sae.md")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="a few texts per concept: checks the script runs (minutes)")
     args = parser.parse_args(argv)
     import steerlab
     from steerlab.sae import load_sae
@@ -205,15 +208,16 @@ def main(argv: list[str] | None = None) -> None:
     timings["load"] = time.perf_counter() - started
     results = {"sae": {"hook_name": sae.cfg.metadata.hook_name, "d_sae": sae.cfg.d_sae, "card": _card(args.sae)}}
     step = time.perf_counter()
-    truth, sentiment = truth_concept(model), sentiment_concept(model)
-    results["quality_check"] = quality_check(model, sae, sentiment.test.texts[:100])
+    truth, sentiment = truth_concept(model, args.smoke), sentiment_concept(model, args.smoke)
+    results["quality_check"] = quality_check(model, sae, sentiment.test.texts[:20 if args.smoke else 100])
     timings["concepts and quality check"] = time.perf_counter() - step
     neutral = neutral_texts()
     results["concepts"] = {}
     for concept in (truth, sentiment):
         step = time.perf_counter()
         print(f"{concept.name}: compare_methods ...", flush=True)
-        result = compare_methods(model, sae, concept, neutral, methods=METHODS, output_candidates=OUTPUT_CANDIDATES)
+        result = compare_methods(model, sae, concept, neutral[:4] if args.smoke else neutral, methods=METHODS,
+                                 output_candidates=3 if args.smoke else OUTPUT_CANDIDATES)
         report = concept_report(model, sae, result)
         report["feature_views"] = feature_summaries(model, sae, concept, report)
         report["candidates"] = int(concept.efficacy.candidates.sum())

@@ -244,12 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--sample-batch", type=int, default=32)
     parser.add_argument("--d-sae", type=int, default=2304)
-    parser.add_argument("--k", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--k", type=int, default=48)
+    parser.add_argument("--steps", type=int, default=1600)
     parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--ce-texts", type=int, default=48, help="held-out texts per source for the CE loss")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -289,9 +289,10 @@ def main(argv: list[str] | None = None) -> None:
         "model": MODEL, "hook_name": sae.cfg.metadata.hook_name, "architecture": "topk", "d_in": sae.cfg.d_in,
         "d_sae": sae.cfg.d_sae, "k": args.k, "dtype": "float32",
         "valid_positions": (
-            "every token after the first of plain text or chat-formatted text (SmolLM2's <|im_start|> turns, with "
-            "or without the default system turn); the first token (the attention sink, residual norm ~130x the "
-            "median) is outside its training data, as are the rare second-token sinks of plain text whose first "
+            "every token after the first of plain text or chat-formatted text (SmolLM2's <|im_start|>user / "
+            "assistant turns; the default system turn was not in the training text); the first token (the "
+            "attention sink, residual norm ~130x the median) is outside its training data, as are the rare "
+            "second-token sinks of plain text whose first "
             f"word is split into pieces (norm > {MASSIVE_NORM_FACTOR:g}x the median; dropped from training). "
             "steerlab's SAE helpers skip the first token by default (skip_first=True)."),
         "median_token_norm": round(median_norm, 2), "massive_norm_factor": MASSIVE_NORM_FACTOR,
