@@ -20,6 +20,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -67,6 +68,7 @@ def main() -> None:
 
     import steerlab
 
+    print(f"steerlab from {os.path.dirname(steerlab.__file__)}")
     print(machine_line(args.threads))
     model = steerlab.load_model(args.model, backend=args.backend)
     prompts = (PROMPTS * args.prompts)[: args.prompts]
@@ -98,11 +100,13 @@ def main() -> None:
         fn()
     wall: dict[str, list[float]] = {name: [] for name in conditions}
     cpu: dict[str, list[float]] = {name: [] for name in conditions}
-    for _ in range(args.rounds):
+    for round_number in range(args.rounds):
         for name, fn in conditions.items():
             seconds, cpu_seconds = timed(fn)
             wall[name].append(seconds)
             cpu[name].append(cpu_seconds)
+        ratios = ", ".join(f"{name} {cpu['unsteered'][-1] / cpu[name][-1]:.3f}x" for name in list(conditions)[1:])
+        print(f"round {round_number + 1}/{args.rounds} (CPU-time ratios): {ratios}", file=sys.stderr, flush=True)
 
     tokens = args.prompts * args.new_tokens
     print(f"\n{args.model} ({args.backend}), {args.prompts} prompts x {args.new_tokens} new tokens, greedy, KV cache; "

@@ -3,7 +3,8 @@
 Both sides get the same data, the same stratified splits (outer 80/20 train/test, then
 train split 80/20 into train/validation, seed 0), the same 100-value C grid (1e-4..1e2),
 the same tolerance (sklearn's default tol=1e-4), standardisation on the training part,
-selection by validation accuracy with ties to the smallest C, refit on train+validation.
+selection by validation accuracy with ties to the smallest C, refit on train+validation with
+the training part's scaler. The reference is ``benchmarks/raptor_reference.py`` (the authors' loop).
 
 Run (numbers in benchmarks/results_probes.md):
 
@@ -17,11 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
-import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from raptor_reference import fit_reference  # noqa: E402  (the authors' loop, shared by every RAPTOR benchmark)
 
 
 def synthetic_activations(n: int, n_layers: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -40,29 +45,6 @@ def synthetic_activations(n: int, n_layers: int, d: int, seed: int = 0) -> tuple
         scales = np.exp(rng.standard_normal(d) * 0.5)
         layers.append((strength * base + (1 - strength) * noise) * scales + rng.standard_normal(d) * 2)
     return np.stack(layers, axis=1).astype(np.float32), y
-
-
-def reference_protocol(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-                       grid: np.ndarray, train: np.ndarray, val: np.ndarray) -> dict:
-    """RAPTOR's reference code path for one layer: sklearn lbfgs, warm-started along the C grid."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
-    scaler = StandardScaler().fit(X_train[train])
-    X_fit, X_val = scaler.transform(X_train[train]), scaler.transform(X_train[val])
-    model = LogisticRegression(warm_start=True)
-    val_accuracy = []
-    for C in grid:
-        model.set_params(C=C).fit(X_fit, y_train[train])
-        val_accuracy.append(model.score(X_val, y_train[val]))
-    best_C = grid[int(np.argmax(val_accuracy))]  # first maximum of an ascending grid = smallest C
-    final_scaler = StandardScaler().fit(X_train)
-    final = LogisticRegression(C=best_C).fit(final_scaler.transform(X_train), y_train)
-    return {"C": float(best_C), "val_accuracy": float(max(val_accuracy)),
-            "test_accuracy": float(final.score(final_scaler.transform(X_test), y_test)),
-            "coef_raw": final.coef_[0] / final_scaler.scale_}
 
 
 def main() -> None:
@@ -95,8 +77,9 @@ def main() -> None:
 
     reference_layers = args.reference_layers or args.layers
     start = time.perf_counter()
-    reference = [reference_protocol(X_train[:, l], y_train, X_test[:, l], y_test, grid, train, val)
-                 for l in range(reference_layers)]
+    fits = [fit_reference(X_train[:, l], y_train, train, val, grid) for l in range(reference_layers)]
+    reference = [{"C": fit.C, "val_accuracy": float(fit.val_accuracy.max()),
+                  "test_accuracy": fit.score(X_test[:, l], y_test), "coef_raw": fit.coef} for l, fit in enumerate(fits)]
     reference_measured = time.perf_counter() - start
     reference_seconds = reference_measured * args.layers / reference_layers
 

@@ -45,7 +45,7 @@ def main() -> None:
 
     import steerlab
     import steerlab.datasets as sd
-    from steerlab.probes import RaptorProbe, auroc, projection_figure, sweep, transfer_matrix
+    from steerlab.probes import RaptorProbe, auroc, projection_figure, probe_sweep, transfer_matrix
 
     model = steerlab.load_model(args.model)
     activations, labels, groups = {}, {}, {}
@@ -62,7 +62,7 @@ def main() -> None:
     report: dict = {"model": args.model, "site": args.site, "position": args.position, "layers": layers,
                     "capture_seconds": capture_seconds, "sweeps": {}, "heldout": {}}
     for domain in args.domains:  # per-layer sweep inside each domain's train split, grouped by entity
-        result = sweep(activations[domain, "train"], labels[domain, "train"],
+        result = probe_sweep(activations[domain, "train"], labels[domain, "train"],
                        methods=["raptor", "diff_means", "lda", "logistic"], groups=groups[domain, "train"],
                        stability_runs=args.stability_runs)
         report["sweeps"][domain] = {"rows": result.to_records(), "best_layers": result.best_layers(),

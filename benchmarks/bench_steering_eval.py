@@ -5,7 +5,7 @@
 
 Side by side in one process, alternating, best of ``--repeats``, at each torch thread count:
 
-* ``sweep``: :func:`steerlab.steering.sweep` over layers x alphas x {vector, same-norm random
+* ``sweep``: :func:`steerlab.steering.steering_sweep` over layers x alphas x {vector, same-norm random
   control}, ``batched=False`` (one :func:`evaluate` per setting) vs ``batched=True`` (every
   setting x text as rows of batched forwards with per-row alphas); the rows must agree to 1e-5.
   Efficacy: verdict flips (``flip_rate``); KL and perplexity on neutral text.
@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 import steerlab
-from steerlab.steering import SteeringVector, flip_rate, sweep
+from steerlab.steering import SteeringVector, flip_rate, steering_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CITIES = ROOT.parent / "shared" / "data" / "got_cities.csv"
@@ -55,7 +55,7 @@ def cpu_model() -> str:
 def demo_workload(model):
     """The demo's truth calibration sweep: per-layer mass-mean vectors in median-norm units."""
     from steerlab.datasets import load, split_by_group
-    from steerlab.pipeline.truth_steering import ALPHAS, norm_scaled_vectors
+    from steerlab.steering.calibration import ALPHAS, norm_scaled_vectors
     from steerlab.probes import DiffMeans
     from steerlab.steering.verdicts import prompts_with_label
 
@@ -94,7 +94,7 @@ def bench_sweep(model, workload, repeats: int) -> dict:
     results = {}
     for _ in range(repeats):
         for name in ("unbatched", "batched"):
-            wall, cpu, result = timed(lambda: sweep(model, vectors, alphas, efficacy, neutral, progress=False,
+            wall, cpu, result = timed(lambda: steering_sweep(model, vectors, alphas, efficacy, neutral, progress=False,
                                                     batched=name == "batched"))
             best[name] = min(best[name], (wall, cpu))
             results[name] = result

@@ -44,7 +44,7 @@ from steerlab.hallucination import generate_and_capture, reference_labels
 from steerlab.hallucination.evaluation import cross_val_scores, detection_metrics, with_output_odds
 from steerlab.pipeline.hallucination_methods import METHOD_NAMES, METHODS
 from steerlab.pipeline.hallucination_stage import run_hallucination_stage
-from steerlab.probes import HallucinationProbe, LinearTokenProbe
+from steerlab.hallucination import HallucinationProbe, LinearTokenProbe
 
 ABLATION = {
     "full joint loss (defaults)": {},

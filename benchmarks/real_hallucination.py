@@ -56,7 +56,8 @@ from steerlab.hallucination.evaluation import cross_val_scores, detection_metric
 from steerlab.hallucination.layer_search import probe_objective, search_layer
 from steerlab.models.tokenization import encode, pad
 from steerlab.pipeline.output import json_ready
-from steerlab.probes import HallucinationProbe, LinearTokenProbe, ProbeInputError
+from steerlab.hallucination import HallucinationProbe, LinearTokenProbe
+from steerlab.probes import ProbeInputError
 
 CITIES_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "got_cities.csv"
 MODELS = {  # chat template or few-shot, answer length
@@ -84,6 +85,8 @@ METHODS = {"mlp": "MLP probe, joint loss + KL (Liang & Wang)", "mlp_no_kl": "the
 SEARCH = {"n_trials": 10, "n_startup_trials": 3, "seed": 0}
 SEARCH_PROBE = {"max_epochs": 80, "patience": 10}  # lighter fits for the per-layer objective
 TEST_FRACTION = 0.3
+CITY_COUNT = 748  # cities in got_cities.csv
+LIVE_TIMING = {"new_tokens": 12, "repeats": 2}  # per timed prompt (2 prompts); the re-run stream is the slow one
 
 
 @dataclass
@@ -196,7 +199,7 @@ def detector_scores(train: dict, test: dict, layer: int, seed: int) -> tuple[dic
     scores = {}
     for name, probe in probes.items():
         probe.fit(train["gen"].features(*inputs[name]), train["y"], groups=train["entity"])
-        probe.layer, probe.site = layer, train["gen"].site
+        probe.layer_, probe.site_ = layer, train["gen"].site
         scores[name] = probe.predict_proba(test["gen"].features(*inputs[name]))[:, 1]
     scores["plus"] = with_output_odds(scores["plus"], test["gen"].max_prob)
     scores["max_prob"], scores["entropy"] = 1 - test["gen"].max_prob, test["gen"].entropy
@@ -255,7 +258,8 @@ def layer_search(train: dict) -> dict:
 # ---------------------------------------------------------------- live scoring
 
 
-def live(model: Any, probe: Any, layer: int, data: dict, qs: QuestionSet, cfg: dict, repeats: int = 3) -> dict:
+def live(model: Any, probe: Any, layer: int, data: dict, qs: QuestionSet, cfg: dict,
+         repeats: int = LIVE_TIMING["repeats"]) -> dict:
     """Streamed vs offline scores on test answers (2 right, 2 wrong), and ms per token side by side."""
     gen, claims = data["gen"], data["claims"]
     test = [i for i in range(len(claims)) if qs.test[i] and claims[i].outcome != "none"]
@@ -276,8 +280,8 @@ def live(model: Any, probe: Any, layer: int, data: dict, qs: QuestionSet, cfg: d
 
 def time_per_token(model: Any, probe: Any, layer: int, prompts: list[str], cfg: dict, repeats: int) -> dict:
     """Median ms per generated token: transformers' generate, the KV-cache stream, the old re-run stream."""
-    n_tokens = 16
-    point = model.point(probe.site or "resid_post", layer)
+    n_tokens = LIVE_TIMING["new_tokens"]
+    point = model.point(probe.site_ or "resid_post", layer)
     runs: dict[str, list[float]] = {"generate (no probe)": [], "stream_scores, KV cache": [],
                                     "re-run the prefix each token (before)": []}
     for _ in range(repeats):
@@ -386,6 +390,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "models": {name: {} for name in args.models}, "commands": [command],
         "settings": {"models": MODELS, "kl_weight": KL_WEIGHT, "search": SEARCH, "search_probe": SEARCH_PROBE,
+                     "live_timing": LIVE_TIMING,
                      "test_fraction": TEST_FRACTION, "seeds": args.seeds, "few_shot": FEW_SHOT},
         "environment": {"torch_threads": torch.get_num_threads(), "cpu": cpu_model(),
                         "python": platform.python_version(), "torch": torch.__version__}}
@@ -425,7 +430,7 @@ def write_markdown(results: dict, path: str) -> None:
              + f" ({results['seconds']} s wall for the longest, {results['cpu_seconds']} s of CPU time in all, on "
              f"{env['cpu']}, torch {env['torch']}, {env['torch_threads']} torch thread(s); the machine was shared "
              "with other jobs, so wall times are upper bounds). Protocol: the docstring of "
-             "`benchmarks/real_hallucination.py`.", "",
+             "`benchmarks/real_hallucination.py`.", ""] + _size_lines(results) + [
              "## How an answer is checked", "",
              "An answer is checked through its FIRST mention of a possible answer "
              "(`steerlab.hallucination.check_answers`). Countries: the alias table of "
@@ -512,7 +517,8 @@ def _live_lines(results: dict) -> list[str]:
     lines = ["", "## Live scoring with the KV cache", "",
              "`stream_scores` on test answers of the cities (2 right, 2 wrong) with the fitted MLP probe: the streamed "
              "scores of the checked tokens against the offline ones (`capture_token_ids` + `predict_proba`), and the "
-             "median time per generated token (up to 16 new tokens per prompt, 2 of those prompts, 3 repeats, one "
+             f"median time per generated token (up to {LIVE_TIMING['new_tokens']} new tokens per prompt, 2 of those "
+             f"prompts, {LIVE_TIMING['repeats']} repeats, one "
              "process, side by side).", "",
              "| model | answers compared | max abs(streamed - offline) | generate (no probe) ms/token | stream_scores "
              "(KV cache) ms/token | before: re-run the prefix ms/token | stream / generate |",
@@ -528,6 +534,21 @@ def _live_lines(results: dict) -> list[str]:
         lines.append(f"| {model} | {lv['n_compared']} of {lv['n_examples']} | {diff} | {plain} | {stream} | {rerun} | "
                      f"{stream / plain:.2f} |")
     return lines
+
+
+def _size_lines(results: dict) -> list[str]:
+    """Which subset was asked (a reduced run says so) and how to read the token-level numbers."""
+    asked = {name: sum(r["counts"].values()) for m in results["models"].values() for name, r in m["sets"].items()}
+    sizes = ", ".join(f"{name}: {n} questions" for name, n in asked.items())
+    reduced = asked.get("cities", CITY_COUNT) < CITY_COUNT
+    return (["**A reduced run**" + f" ({sizes} per model; the cities a seeded random sample of the {CITY_COUNT}): "
+             "the 2 shared cores ran some 20 other jobs at the time (load average ~20), so the full run (the "
+             "script's defaults: every city and every `en/qa` question) did not fit its 30 minutes. Test splits "
+             "hold few wrong answers: read every held-out number with its size and seed spread.", ""] if reduced else []
+            ) + ["Token AUROC counts every checked token. In SmolLM2's sentence answers the template words before "
+                 "the mention (\"The city of X is located in\") are easy negatives, so its token AUROC runs above its "
+                 "answer AUROC (the max score over an answer's tokens against whether the answer is wrong: the number "
+                 "to compare across detectors); Gemma's few-shot answers start with the country itself.", ""]
 
 
 def _reading_lines(results: dict) -> list[str]:

@@ -72,7 +72,7 @@ def truth_concept(model, smoke: bool = False):
 
     train, test = load("en/cities", split="train"), load("en/cities", split="test")
     if smoke:
-        train, test = train.subset(range(0, len(train), 8)), test.subset(range(0, len(test), 6))
+        train, test = train.subset(range(0, len(train), 7)), test.subset(range(0, len(test), 5))  # odd: both labels
     readout = lambda statement: chat_text(TRUTH_QUESTION.format(statement=statement), TRUTH_PREFIX)  # noqa: E731
     false = [readout(t) for t, y in zip(test.texts, test.labels) if y == 0][:8 if smoke else N_EFFICACY]
     rng = np.random.default_rng(0)

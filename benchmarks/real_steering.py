@@ -46,9 +46,9 @@ import torch
 
 import steerlab
 from steerlab.capture import capture
-from steerlab.pipeline.truth_steering import norm_scaled_vectors
+from steerlab.steering.calibration import norm_scaled_vectors
 from steerlab.probes import LDA, DiffMeans, RaptorProbe, auroc
-from steerlab.steering import (SteeringVector, metrics, perplexity, random_control, steer, sweep,
+from steerlab.steering import (SteeringVector, metrics, perplexity, random_control, steer, steering_sweep,
                                word_rate)
 from steerlab.steering.kl_budget import alpha_at_kl, side_effects
 from steerlab.steering.readouts import (VerdictReadout, answer_gap, balanced_threshold, chat_prompt,
@@ -265,6 +265,11 @@ def run_truth(model, args, spec, neutral, reference) -> dict:
 
     t0 = time.perf_counter()
     candidates = readout_candidates(model, shots)
+    if args.readouts:
+        unknown = set(args.readouts) - set(candidates)
+        if unknown:
+            raise SystemExit(f"--readouts: unknown {sorted(unknown)}; this model has {sorted(candidates)}.")
+        candidates = {name: candidates[name] for name in args.readouts}
     cal_labels = np.array([int(row["label"]) for row in split["cal"]])
     test_labels = np.array([int(row["label"]) for row in split["test"]])
     readout_rows = {}
@@ -374,7 +379,7 @@ def run_truth(model, args, spec, neutral, reference) -> dict:
 
             def efficacy(steered, prompts_=prompts_, before=before, sign=sign) -> float:
                 return flip_share(before, verdict_gaps(steered, prompts_, readout), toward_true=sign > 0)
-            swept = sweep(model, vector, [sign * a for a in alphas], efficacy, neutral, control=False, progress=False)
+            swept = steering_sweep(model, vector, [sign * a for a in alphas], efficacy, neutral, control=False, progress=False)
             frontier.setdefault(method, {})[name] = [{"alpha": r.alpha, "kl": r.kl, "efficacy": r.efficacy,
                                                       "perplexity": r.perplexity} for r in swept.rows]
         log(f"frontier {method}: {rounded(frontier[method], 3)}")
@@ -613,6 +618,8 @@ def main() -> None:
     parser.add_argument("--layers", type=lambda s: [int(x) for x in s.split(",")], default=None)
     parser.add_argument("--sentiment-layers", type=lambda s: [int(x) for x in s.split(",")], default=None)
     parser.add_argument("--readout", default=None, help="force a named readout instead of choosing on calibration")
+    parser.add_argument("--readouts", type=lambda s: s.split(","), default=None,
+                        help="comma-separated candidate readouts (default: all for this model)")
     parser.add_argument("--cal-cities", type=int, default=24)
     parser.add_argument("--test-cities", type=int, default=40)
     parser.add_argument("--train-cities", type=int, default=300)

@@ -145,11 +145,15 @@ def render(results: dict) -> str:
 
 
 def _chosen_k_line(result: dict) -> str:
-    """The k picked by cross-validation on train, with its held-out AUROC from the curve."""
+    """The k picked by cross-validation on train, with its held-out AUROC from the curve, flagged when they disagree."""
+    from steerlab.sae.feature_probes import cv_held_out_flag
+
     chosen = result["k_sparse_chosen"]
     held_out = next(r for r in result["k_sparse"] if r["k"] == chosen["k"])
+    flag = cv_held_out_flag(chosen["k"], chosen["cv_auroc"], held_out["auroc"])
     return (f"Chosen k = {chosen['k']} ({chosen['folds']}-fold cross-validation on train, CV AUROC "
-            f"{_f(chosen['cv_auroc'])}): held-out AUROC {_f(held_out['auroc'])}.")
+            f"{_f(chosen['cv_auroc'])}): held-out AUROC {_f(held_out['auroc'])}"
+            + (f". **FLAG: {flag}**" if flag else "; the two agree within 0.05."))
 
 
 if __name__ == "__main__":

@@ -33,10 +33,10 @@ import torch
 
 import steerlab
 from steerlab.datasets import load, split_by_group
-from steerlab.probes import DiffMeans, RaptorProbe, sweep as probe_sweep
+from steerlab.probes import DiffMeans, RaptorProbe, probe_sweep
 from steerlab.steering import (SteeringVector, logprob_difference, random_control, steer,
                                word_rate)
-from steerlab.pipeline.truth_steering import calibrate_truth_steering
+from steerlab.steering.calibration import calibrate_truth_steering
 from steerlab.steering.verdicts import judged_true, verdict_flips
 from steerlab.world import templates
 

@@ -183,7 +183,8 @@ SCHEMAS: dict[str, Schema] = {
         tensors={"coef_": TensorSpec((LAYER_AXIS, "d_model")), "intercept_": TensorSpec((LAYER_AXIS,)),
                  "concept_vector_": TensorSpec((LAYER_AXIS, "d_model")),
                  "mean_": TensorSpec((LAYER_AXIS, "d_model"), when=_standardized),
-                 "scale_": TensorSpec((LAYER_AXIS, "d_model"), when=_standardized)},
+                 "scale_": TensorSpec((LAYER_AXIS, "d_model"), when=_standardized),
+                 "activation_norm_": TensorSpec((LAYER_AXIS,), required=False)},  # absent in older files
         model_field="model",
         checks=(_layers_match_n_layers,)),
     "token_probe": Schema(

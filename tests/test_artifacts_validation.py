@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 import steerlab.artifacts as artifacts
 from steerlab.artifacts import ArtifactError, artifact_paths, load_artifact, save_artifact
 from steerlab.capture.activations import Activations
-from steerlab.probes import DiffMeans, LinearTokenProbe, LogisticDirection, RaptorProbe, load_probe
+from steerlab.hallucination import LinearTokenProbe, TokenProbe
+from steerlab.probes import DiffMeans, LogisticDirection, RaptorProbe, load_probe
 from steerlab.steering import SteeringVector
 
 D = 3
@@ -38,7 +39,7 @@ def fitted() -> dict[str, Any]:
     activations = Activations(torch.as_tensor(X), layers=[1, 2], site="resid_post", position="last",
                               model_name="demo", d_model=D, texts=[""] * len(X))
     token = LinearTokenProbe(max_epochs=2, anneal_epochs=1).fit(X[:, 0], y, groups=np.arange(len(X)) // 2)
-    token.layer, token.site, token.model_name = 1, "resid_post", "demo"
+    token.layer_, token.site_, token.model_name_ = 1, "resid_post", "demo"
     return {"probe": DiffMeans().fit(X[:, 0], y),
             "raptor": LogisticDirection(C=0.3).fit(activations, y),  # per layer, standardised, extra arrays
             "vector": SteeringVector(torch.tensor([0.5, -1.0, 2.0]), layers=2, model_name="demo",
@@ -46,7 +47,7 @@ def fitted() -> dict[str, Any]:
             "token": token}
 
 
-LOADERS: dict[str, Callable[[Path], Any]] = {"probe": load_probe, "raptor": load_probe, "token": load_probe,
+LOADERS: dict[str, Callable[[Path], Any]] = {"probe": load_probe, "raptor": load_probe, "token": TokenProbe.load,
                                              "vector": SteeringVector.load}
 
 
@@ -390,7 +391,7 @@ def write_legacy(folder: Path, name: str) -> Path:
 def test_artifacts_written_by_steerlab_0_1_still_load(tmp_path):
     X = np.array([[[0.2, -1.0, 0.5], [1.0, 0.3, -0.2]], [[-0.4, 0.8, 0.1], [0.0, -0.5, 0.9]]], dtype=np.float32)
     logistic = load_probe(write_legacy(tmp_path, "logistic"))
-    assert type(logistic) is LogisticDirection and logistic.layers_ == [1, 2] and logistic.position == "last"
+    assert type(logistic) is LogisticDirection and logistic.layers_ == [1, 2] and logistic.position_ == "last"
     assert logistic.decision_function(X).shape == (2, 2) and logistic.scale_.shape == (2, D)
     diffmeans = load_probe(write_legacy(tmp_path, "diffmeans"))
     assert type(diffmeans) is DiffMeans and diffmeans.intercept_ == pytest.approx(-0.850068)

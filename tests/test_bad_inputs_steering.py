@@ -18,7 +18,7 @@ import torch
 import steerlab
 from steerlab import SteeringVector, steer
 from steerlab.hooks import edit, no_leftover_hooks, record
-from steerlab.steering import evaluate, sweep
+from steerlab.steering import evaluate, steering_sweep
 
 PROMPTS = ["q : where is Varo ? a :", "the food was"]  # different lengths: left padding in generation
 NAN, INF = float("nan"), float("inf")
@@ -225,9 +225,9 @@ def test_bad_evaluation_inputs_are_refused(model, forwards):
     refused(model, forwards, TypeError, "neutral_texts must be a list of strings, got str",
             lambda: evaluate(model, vector_for(model), 1.0, efficacy, "some text"))
     refused(model, forwards, ValueError, "alphas is empty",
-            lambda: sweep(model, vector_for(model), [], efficacy, ["some text"], progress=False))
+            lambda: steering_sweep(model, vector_for(model), [], efficacy, ["some text"], progress=False))
     refused(model, forwards, TypeError, "efficacy must be a function",
-            lambda: sweep(model, vector_for(model), [1.0], 0.5, ["some text"], progress=False))
+            lambda: steering_sweep(model, vector_for(model), [1.0], 0.5, ["some text"], progress=False))
 
 
 # ---------------------------------------------------------------- numpy and tensor scalars work

@@ -57,14 +57,18 @@ def test_metrics_follow_the_schema_and_show_the_findings(demo_run):
 
 def test_artifacts_load_back(demo_run):
     from steerlab import SteeringVector
+    from steerlab.artifacts import ArtifactError
+    from steerlab.hallucination import TokenProbe
     from steerlab.probes import load_probe
 
     probe = load_probe(demo_run / "artifacts" / "raptor_cities")
     vector = SteeringVector.load(demo_run / "artifacts" / "truth_vector")
     assert probe.coef_.shape[-1] == vector.d_model == 128
     assert vector.model_name == "demo"
-    token_probe = load_probe(demo_run / "artifacts" / "hallucination_mlp_plus")
-    assert type(token_probe).__name__ == "HallucinationProbe" and token_probe.layer in range(4)
+    token_probe = TokenProbe.load(demo_run / "artifacts" / "hallucination_mlp_plus")
+    assert type(token_probe).__name__ == "HallucinationProbe" and token_probe.layer_ in range(4)
+    with pytest.raises(ArtifactError, match="TokenProbe.load"):  # the linear-probe loader names the right one
+        load_probe(demo_run / "artifacts" / "hallucination_mlp_plus")
 
 
 def test_report_is_one_self_contained_page(demo_run):
@@ -102,3 +106,14 @@ def test_the_demo_report_renders_in_chromium(demo_run, tmp_path):
     log = render(demo_run / "report.html", tmp_path / "demo.png")
     assert not console_errors(log), console_errors(log)
     assert non_background_share(tmp_path / "demo.png") > 0.01
+
+
+def test_the_demo_report_has_a_summary_flags_and_a_sound_layout(demo_run):
+    from test_report_browser import CHROMIUM, page_checks, structure_problems
+
+    page = (demo_run / "report.html").read_text()
+    assert "<title>steerlab demo:" in page and "id='summary'" in page and "nav id='contents'" in page
+    assert "Timings (s): {" not in page  # the Run section is tables, not a dict
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    assert structure_problems(page_checks(demo_run / "report.html")) == []

@@ -309,7 +309,7 @@ def test_a_gguf_models_provenance_travels_into_activations_probes_and_vectors(ti
     probe.save(tmp_path / "probe")
     meta = json.loads((tmp_path / "probe.json").read_text())
     assert meta["model_source"] == "gguf" and meta["model_provenance"]["quantisation"] == "ALL_F32"
-    assert load_probe(tmp_path / "probe").model_provenance == probe.model_provenance
+    assert load_probe(tmp_path / "probe").model_provenance_ == probe.model_provenance_
     for vector in (steerlab.SteeringVector.from_probe(probe, layer=1),
                    steerlab.SteeringVector.from_contrast_pairs(model, texts[:2], texts[2:], layer=1)):
         vector.save(tmp_path / "vector", overwrite=True)

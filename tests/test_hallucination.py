@@ -10,7 +10,8 @@ from steerlab.hallucination import losses
 from steerlab.hallucination.evaluation import cross_val_scores, detection_metrics
 from steerlab.hallucination.labels import reference_labels, spans_to_token_labels
 from steerlab.hallucination.layer_search import probe_objective, search_layer
-from steerlab.probes import HallucinationProbe, LinearTokenProbe, NotFittedError, ProbeInputError, TokenProbe
+from steerlab.hallucination import HallucinationProbe, LinearTokenProbe, TokenProbe
+from steerlab.probes import NotFittedError, ProbeInputError
 from steerlab.probes.metrics import (auroc, best_f1_threshold, detection_counts, group_max, recall_at_fpr,
                                      roc_curve)
 
@@ -187,7 +188,7 @@ def test_probe_input_errors(cls):
     with pytest.raises(ProbeInputError, match="normalize"):
         probe.clone(normalize="zscore").fit(X, y)
     probe.fit(X, y, groups=groups)
-    with pytest.raises(ProbeInputError, match="width d=5"):
+    with pytest.raises(ProbeInputError, match="X has 5 features, but .* is expecting 12 features"):
         probe.predict_proba(X[:, :5])
 
 
@@ -340,7 +341,7 @@ def test_stream_layer_and_site_default_to_the_probe_record():
     assert probe_site(probe, 2, None, n_layers=4) == ("resid_post", 2)
     with pytest.raises(ValueError, match="records no layer"):
         probe_site(probe, None, None, n_layers=4)
-    probe.layer, probe.site = 3, "mlp_out"
+    probe.layer_, probe.site_ = 3, "mlp_out"
     assert probe_site(probe, None, None, n_layers=4) == ("mlp_out", 3)
     assert probe_site(probe, -1, "mlp_out", n_layers=4) == ("mlp_out", 3)
     with pytest.raises(ValueError, match="fitted on layer 3"):

@@ -12,7 +12,8 @@ import torch
 import steerlab
 from steerlab.hallucination import generate_and_capture, reference_labels, stream_scores
 from steerlab.hallucination.generation import capture_answers
-from steerlab.probes import HallucinationProbe, ProbeInputError
+from steerlab.hallucination import HallucinationProbe
+from steerlab.probes import ProbeInputError
 
 DEMO = Path(__file__).parents[1] / "assets" / "demo-model"
 pytestmark = pytest.mark.skipif(not (DEMO / "config.json").is_file(), reason="assets/demo-model not trained yet")

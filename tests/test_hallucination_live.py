@@ -8,7 +8,8 @@ import torch
 
 import steerlab
 from steerlab.hallucination import generate_and_capture, stream_scores
-from steerlab.probes import DiffMeans, HallucinationProbe
+from steerlab.hallucination import HallucinationProbe
+from steerlab.probes import DiffMeans
 
 torch.set_num_threads(1)
 PROMPT = "w1 w2 w3 w4"
@@ -66,7 +67,7 @@ def test_streamed_scores_equal_offline_on_every_backend(models, offline, mlp_pro
 
 
 def test_linear_probes_stream_by_their_recorded_layers(models, offline):
-    """``probe.layer`` is a METHOD on steerlab's linear probes: never read as the probe's layer."""
+    """Linear probes record ``layers_`` / ``site_``; a per-layer one is narrowed with ``at_layer``."""
     model = models["hf"]
     rng = np.random.default_rng(0)
     labels = [0, 1] * 20
@@ -77,11 +78,11 @@ def test_linear_probes_stream_by_their_recorded_layers(models, offline):
     assert np.allclose(streamed, single.predict_proba(offline.layer(LAYER))[:, 1], atol=1e-5, rtol=0)
 
     per_layer = DiffMeans().fit(rng.normal(size=(40, 3, 32)), labels)
-    per_layer.layers_, per_layer.site = [0, 1, 2], "resid_post"  # what a probe fitted on captured activations records
+    per_layer.layers_, per_layer.site_ = [0, 1, 2], "resid_post"  # what a probe fitted on captured activations records
     with pytest.raises(ValueError, match=r"fitted on layers \[0, 1, 2\]: pass layer"):
         stream_scores(model, per_layer, PROMPT)
     streamed = [s for _, s in stream_scores(model, per_layer, PROMPT, layer=LAYER, max_new_tokens=5)]
-    expected = per_layer.layer(LAYER).predict_proba(offline.layer(LAYER))[:, 1]
+    expected = per_layer.at_layer(LAYER).predict_proba(offline.layer(LAYER))[:, 1]
     assert np.allclose(streamed, expected, atol=1e-5, rtol=0)
     per_layer.layers_ = [0, 2]
     with pytest.raises(ValueError, match=r"fitted on layers \[0, 2\]"):

@@ -17,7 +17,7 @@ import pytest
 from steerlab.hallucination import (capture_token_ids, check_answers, checked_answers, country_table,
                                     generate_answers, stream_scores)
 from steerlab.hallucination.evaluation import detection_metrics
-from steerlab.probes import LinearTokenProbe
+from steerlab.hallucination import LinearTokenProbe
 
 pytestmark = pytest.mark.real
 CITIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "got_cities.csv"
@@ -100,7 +100,7 @@ def test_probe_on_smollm2_answers_beats_chance_on_held_out_cities(answered):
 def test_live_scores_equal_offline_scores_on_smollm2(smollm2, answered):
     prompts, claims, gen, y = answered
     probe = LinearTokenProbe(max_epochs=5, anneal_epochs=1).fit(gen.layer(PROBE_LAYER), y, groups=gen.answer_index)
-    probe.layer, probe.site = PROBE_LAYER, "resid_post"
+    probe.layer_, probe.site_ = PROBE_LAYER, "resid_post"
     offline = probe.predict_proba(gen.layer(PROBE_LAYER))[:, 1]
     checked = 0
     for i in [i for i, c in enumerate(claims) if c.outcome == "wrong"][:2]:

@@ -111,7 +111,7 @@ def test_per_layer_shapes_and_decision_function():
     np.testing.assert_allclose(np.linalg.norm(probe.concept_vector_, axis=1), 1, atol=1e-6)
     accuracy = probe.score(X, y)
     assert accuracy.shape == (4,) and accuracy[-1] > accuracy[0]  # the signal grows with depth
-    single = probe.layer(3)
+    single = probe.at_layer(3)
     np.testing.assert_allclose(single.decision_function(X[:, 3]), probe.decision_function(X)[:, 3], rtol=1e-6)
 
 
@@ -135,10 +135,10 @@ def fake_activations(values, layers):
 def test_save_load_roundtrip_with_metadata(tmp_path, make):
     X, y, _ = make_teacher_student(120, 6, n_layers=2, seed=2)
     probe = make().fit(fake_activations(X, [3, 5]), y)
-    assert probe.layers_ == [3, 5] and probe.site == "resid_post" and probe.model_name == "tiny-demo"
+    assert probe.layers_ == [3, 5] and probe.site_ == "resid_post" and probe.model_name_ == "tiny-demo"
     path = probe.save(tmp_path / "probe")
     loaded = load_probe(path)
-    assert type(loaded) is type(probe) and loaded.layers_ == [3, 5] and loaded.position == "last"
+    assert type(loaded) is type(probe) and loaded.layers_ == [3, 5] and loaded.position_ == "last"
     np.testing.assert_allclose(loaded.decision_function(X), probe.decision_function(X), rtol=1e-6)
     assert loaded.get_params() == probe.get_params()
     import json
@@ -179,7 +179,7 @@ def test_clear_errors():
     with pytest.raises(NotFittedError, match="call fit"):
         RaptorProbe().predict(X)
     probe = RaptorProbe(Cs=[1.0]).fit(X, y)
-    with pytest.raises(ProbeInputError, match="width d=3 but the probe was fitted on d=4"):
+    with pytest.raises(ProbeInputError, match="X has 3 features, but RaptorProbe is expecting 4 features as input"):
         probe.predict(X[:, :3])
     with pytest.raises(ProbeInputError, match="3 classes"):
         RaptorProbe().fit(X, np.arange(50) % 3)
@@ -197,6 +197,7 @@ def test_repr_shows_params_and_fit():
 
 
 def test_import_is_light():
+    # scikit-learn is imported (the probes are its estimators); the model libraries and plotly are not
     code = ("import sys, steerlab.probes; heavy = [m for m in ('transformers', 'transformer_lens', 'nnsight', "
-            "'plotly', 'sklearn') if m in sys.modules]; print(heavy)")
+            "'plotly', 'concept_erasure') if m in sys.modules]; print(heavy)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"

@@ -8,7 +8,7 @@ import pytest
 from steerlab.probes import (LDA, DiffMeans, INLPEraser, LeaceEraser, LogisticDirection, PairedPCA, RaptorProbe,
                              TemperatureScaler, auroc, directional_stability, expected_calibration_error,
                              make_teacher_student, mahalanobis_cosine, penalty_path, probe_after_erasure,
-                             projection_figure, sweep, transfer_matrix)
+                             probe_sweep, projection_figure, transfer_matrix)
 from steerlab.probes.transfer import linear_fit_r2
 
 
@@ -147,7 +147,7 @@ def test_inlp_directions_are_orthonormal_and_accuracy_falls():
 def test_sweep_table_best_layers_and_group_split():
     X, y, _ = make_teacher_student(300, 8, n_layers=3, seed=0)
     groups = np.repeat(np.arange(150), 2)
-    result = sweep(X, y, methods=["raptor", "diff_means", "lda", "pca", "logistic"], groups=groups, stability_runs=3)
+    result = probe_sweep(X, y, methods=["raptor", "diff_means", "lda", "pca", "logistic"], groups=groups, stability_runs=3)
     rows = result.to_records()
     assert len(rows) == 15 and {row["method"] for row in rows} == {"raptor", "diff_means", "lda", "pca", "logistic"}
     assert set(rows[0]) >= {"layer", "method", "accuracy", "auroc", "ece", "stability", "fit_seconds"}
@@ -172,10 +172,10 @@ def test_sweep_accepts_activations_and_records_provenance():
     X, y, _ = make_teacher_student(200, 6, n_layers=2, seed=3)
     acts = Activations(torch.as_tensor(X), layers=[4, 7], site="resid_mid", position="last", model_name="m",
                        d_model=6, texts=[""] * 200)
-    result = sweep(acts, y, methods=["diff_means"], stability_runs=0, calibrate=False)
+    result = probe_sweep(acts, y, methods=["diff_means"], stability_runs=0, calibrate=False)
     assert [row["layer"] for row in result.rows] == [4, 7] and np.isnan(result.rows[0]["stability"])
     probe = result.probes["diff_means"]
-    assert probe.layers_ == [4, 7] and probe.site == "resid_mid" and probe.model_name == "m"
+    assert probe.layers_ == [4, 7] and probe.site_ == "resid_mid" and probe.model_name_ == "m"
 
 
 def test_metrics_and_temperature_scaling():

@@ -125,3 +125,41 @@ def test_gcs_per_layer_and_save_load(tmp_path):
     np.testing.assert_allclose(loaded.decision_function(X), probe.decision_function(X), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="subsample"):
         GCSProbe(subsample=1.5).fit(X, y)
+
+
+def per_C_sklearn_choice(X, y, train, val, grid):
+    """The straightforward protocol: one converged, cold-started scikit-learn fit per C on the training part
+    (standardised with its own scaler), C = the first maximum of validation accuracy along the ascending grid."""
+    mean, scale = X[train].mean(0), X[train].std(0)
+    Z = (X - mean) / scale
+    accuracy = [LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(Z[train], y[train]).score(Z[val], y[val])
+                for C in grid]
+    return grid[int(np.argmax(accuracy))], np.array(accuracy)
+
+
+@pytest.mark.parametrize("solver, d", [("primal", 12), ("kernel", 12), ("auto", 200)])
+def test_batched_path_picks_the_C_of_independent_sklearn_fits(solver, d):
+    """All layers and Cs in one batched, warm-started path choose the C (and see the validation curve) of one
+    independent scikit-learn fit per layer and C; ``auto`` with n_train < d takes the dual (kernel) form."""
+    X, y, _ = make_teacher_student(220, d, signal=2.0, n_layers=3, mean_shift=0.5, seed=7)
+    X = X.astype(np.float64) * np.exp(np.random.default_rng(0).standard_normal(d) * 0.5)  # uneven feature scales
+    grid = np.logspace(-3, 1, 15)
+    probe = RaptorProbe(Cs=grid, solver=solver, tol=1e-8, max_iter=5000, dtype=torch.float64).fit(X, y)
+    train, val = split(y, 0.2, 0)
+    for layer in range(3):
+        C, accuracy = per_C_sklearn_choice(X[:, layer], y, train, val, grid)
+        np.testing.assert_allclose(probe.val_accuracy_[layer], accuracy, atol=1e-12)
+        assert probe.C_[layer] == C
+    assert len(set(np.round(probe.val_accuracy_.ravel(), 6))) > 3  # the curves are not flat: the choice is real
+
+
+@pytest.mark.parametrize("d", [12, 200])
+def test_default_settings_pick_the_C_of_independent_sklearn_fits(d):
+    """At the defaults (float32, scikit-learn's tol=1e-4), the batched path still picks the converged per-C choice."""
+    X, y, _ = make_teacher_student(220, d, signal=2.0, n_layers=3, mean_shift=0.5, seed=8)
+    X = (X * np.exp(np.random.default_rng(0).standard_normal(d) * 0.5)).astype(np.float32)
+    grid = np.logspace(-3, 1, 15)
+    probe = RaptorProbe(Cs=grid).fit(X, y)
+    train, val = split(y, 0.2, 0)
+    chosen = [per_C_sklearn_choice(X[:, layer].astype(np.float64), y, train, val, grid)[0] for layer in range(3)]
+    np.testing.assert_array_equal(probe.C_, chosen)

@@ -89,9 +89,9 @@ def test_smollm2_steering_reports_efficacy_kl_and_the_random_control_at_one_alph
     log P(correct country) - log P(incorrect country) after "The city of X is in", beside a same-norm random
     direction at the same alpha (benchmarks/results_real_steering.md has the full comparison)."""
     import steerlab.datasets as sd
-    from steerlab.pipeline.truth_steering import norm_scaled_vectors
+    from steerlab.steering.calibration import norm_scaled_vectors
     from steerlab.probes import DiffMeans
-    from steerlab.steering import sweep
+    from steerlab.steering import steering_sweep
     from steerlab.steering.kl_budget import alpha_at_kl
     from steerlab.steering.readouts import first_token_ids, gap_shift
 
@@ -118,7 +118,7 @@ def test_smollm2_steering_reports_efficacy_kl_and_the_random_control_at_one_alph
 
     point = alpha_at_kl(smollm2, vector, NEUTRAL, budget, start=0.1)
     assert point.reached and point.kl == pytest.approx(budget, rel=0.15), point
-    result = sweep(smollm2, vector, [point.alpha], efficacy, NEUTRAL, layers=[layer], progress=False)
+    result = steering_sweep(smollm2, vector, [point.alpha], efficacy, NEUTRAL, layers=[layer], progress=False)
     (steered,) = [row for row in result.rows if not row.control]
     (control,) = [row for row in result.rows if row.control]
     assert steered.alpha == control.alpha == point.alpha and steered.layer == control.layer == layer

@@ -186,14 +186,14 @@ def test_train_sae_command_on_a_text_file(tmp_path, capsys):
 
     (tmp_path / "texts.txt").write_text("\n".join(demo_corpus(400, seed=5)))
     out = tmp_path / "sae"
-    assert main(["train-sae", "--file", str(tmp_path / "texts.txt"), "--layer", "1", "--steps", "300",
+    assert main(["train-sae", "demo", "--file", str(tmp_path / "texts.txt"), "--layer", "1", "--steps", "300",
                  "--eval-lines", "100", "--out", str(out)]) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["command"].startswith("steerlab train-sae") and card["hook_name"] == "blocks.1.hook_resid_post"
     assert card["quality_heldout"]["explained_variance"] > 0.5  # ~0.9 after 300 steps on 300 lines
     sae = load_sae(str(out), model=steerlab.load_model("demo"))
     assert sae.cfg.d_sae == 512
-    assert main(["train-sae", "--layer", "1", "--out", str(out)]) == 2  # an existing SAE is never replaced
+    assert main(["train-sae", "demo", "--layer", "1", "--out", str(out)]) == 2  # an existing SAE is never replaced
     assert "already holds an SAE" in capsys.readouterr().err
 
 
@@ -331,3 +331,17 @@ def test_steering_layers_narrow_the_calibration_sweep_and_are_checked_against_th
 def main_metrics(config: Path) -> dict:
     assert main(["run", str(config)]) == 0
     return json.loads((config.parent / "out" / "metrics.json").read_text())
+
+
+def test_the_readme_config_is_the_example_config():
+    """README's config block and `steerlab run --example` are one text (a newcomer copies either)."""
+    from pathlib import Path
+
+    from steerlab.pipeline.config import EXAMPLE_CONFIG, parse_config
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("```toml\n", readme.index("## Your model and data")) + len("```toml\n")
+    assert readme[start:readme.index("```", start)] == EXAMPLE_CONFIG
+    import tomllib
+
+    parse_config(tomllib.loads(EXAMPLE_CONFIG), source="example")  # and it is a valid config

@@ -437,7 +437,8 @@ def test_output_scores_are_the_same_in_small_forward_batches(model, sae):
 ])
 def test_train_sae_command_refuses_bad_settings_before_loading_the_model(tmp_path, monkeypatch, options, error,
                                                                            message):
-    from steerlab.sae.train import build_parser, run
+    from steerlab.cli.parser import build_parser
+    from steerlab.cli.train_sae import run
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a-file").write_text("not a directory")
@@ -450,14 +451,15 @@ def test_train_sae_command_refuses_bad_settings_before_loading_the_model(tmp_pat
         raise AssertionError("the model was loaded before the settings were checked")
 
     monkeypatch.setattr(steerlab, "load_model", no_model)
-    args = build_parser().parse_args(["--layer", "1", "--out", "new-sae", *options])
+    args = build_parser().parse_args(["train-sae", "demo", "--layer", "1", "--out", "new-sae", *options])
     with pytest.raises(error, match=message):
         run(args, "test")
     assert (tmp_path / "a-file").read_text() == "not a directory" and not (tmp_path / "new-sae").exists()
 
 
 def test_train_sae_command_accepts_an_empty_out_directory(tmp_path, monkeypatch):
-    from steerlab.sae.train import build_parser, run
+    from steerlab.cli.parser import build_parser
+    from steerlab.cli.train_sae import run
 
     (tmp_path / "empty").mkdir()
 
@@ -468,7 +470,7 @@ def test_train_sae_command_accepts_an_empty_out_directory(tmp_path, monkeypatch)
         raise Loaded
 
     monkeypatch.setattr(steerlab, "load_model", stop)
-    args = build_parser().parse_args(["--layer", "1", "--lines", "5", "--eval-lines", "2",
+    args = build_parser().parse_args(["train-sae", "demo", "--layer", "1", "--lines", "5", "--eval-lines", "2",
                                       "--out", str(tmp_path / "empty")])
     with pytest.raises(Loaded):  # every check passed and the model was about to load
         run(args, "test")

@@ -12,6 +12,7 @@ import torch
 import steerlab
 from steerlab.sae import chosen_k_held_out, demo_corpus, load_sae, sae_quality, sae_splice
 from steerlab.sae.activations import site_activations
+from steerlab.sae.feature_probes import cv_held_out_flag
 
 torch.set_num_threads(1)
 
@@ -67,6 +68,15 @@ def test_a_cv_score_the_held_out_split_does_not_confirm_is_flagged():
     agreeing = chosen_k_held_out(Z_train, y_train, Z_test, y_test, ks=(1, 2))
     assert agreeing["agrees"] and agreeing["flag"] == "" and agreeing["gap"] == pytest.approx(
         agreeing["test_auroc"] - agreeing["cv_auroc"])
+
+
+def test_the_organisms_cv_one_against_held_out_chance_is_flagged():
+    # benchmarks/results_sae.md, topk SAE, sentiment: k=1 with CV AUROC 1.000 but held-out 0.507
+    flag = cv_held_out_flag(1, 1.0, 0.507)
+    assert "CV and held-out disagree" in flag and "gap -0.493" in flag and "honest number" in flag
+    assert cv_held_out_flag(64, 0.996, 0.983) == ""  # within the 0.05 tolerance
+    assert "easier" in cv_held_out_flag(2, 0.70, 0.90)  # the other direction says so too
+    assert cv_held_out_flag(1, 1.0, float("nan")) != ""  # an undefined held-out AUROC never passes silently
 
 
 def test_the_sae_shipped_for_a_real_model_refuses_another_model(model):

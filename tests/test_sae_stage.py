@@ -8,14 +8,14 @@ import pytest
 import torch
 
 import steerlab
-from steerlab.pipeline.sae_stage import run_sae_stage
+from steerlab.pipeline.demo_sae_stage import run_demo_sae_stage
 from steerlab.report import Section
 
 
 @pytest.fixture(scope="module")
 def stage():
     torch.set_num_threads(1)
-    return run_sae_stage(steerlab.load_model("demo"), progress=False)
+    return run_demo_sae_stage(steerlab.load_model("demo"), progress=False)
 
 
 def test_stage_metrics_have_the_expected_keys_and_sane_values(stage):

@@ -1,7 +1,7 @@
 """Steering on the demo model at a stated KL budget: a truth direction flips held-out verdicts; a random one does not.
 
 The full protocol (alpha chosen on calibration cities under the KL budget, every layer) is
-steerlab.pipeline.truth_steering (the demo, benchmarks/steering_demo.py); this test pins its
+steerlab.steering.calibration (the demo, benchmarks/steering_demo.py); this test pins its
 central claims at the setting the demo chooses within 0.1 nats per token, and the price of more.
 """
 

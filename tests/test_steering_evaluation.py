@@ -9,7 +9,7 @@ import steerlab
 from conftest import TEXTS
 from steerlab import SteeringVector
 from steerlab.steering import (evaluate, judged_generations, kl_divergence, logprob_difference,
-                               perplexity, plot_generations, steer, sweep, token_logprobs, word_rate)
+                               perplexity, plot_generations, steer, steering_sweep, token_logprobs, word_rate)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_kl_is_zero_without_steering_and_grows_with_alpha(model):
 def test_sweep_finds_the_smallest_alpha_and_the_control_does_little(model):
     vector = unembedding_vector(model)
     efficacy = lambda steered: float(logprob_difference(steered, TEXTS, "w5", "w6").mean())
-    result = sweep(model, vector, alphas=[0.0, 0.1, 0.5, 2.0], efficacy=efficacy, neutral_texts=TEXTS,
+    result = steering_sweep(model, vector, alphas=[0.0, 0.1, 0.5, 2.0], efficacy=efficacy, neutral_texts=TEXTS,
                    layers=[1, 2], progress=False)
     assert len(result.rows) == 2 * 4 * 2
     steered = {(r.layer, r.alpha): r for r in result.rows if not r.control}
@@ -99,7 +99,7 @@ def test_word_rate():
 def test_sweep_takes_a_direction_per_layer(model):
     per_layer = {layer: unembedding_vector(model).at(layer) * (layer + 1.0) for layer in (0, 2)}
     efficacy = lambda steered: float(logprob_difference(steered, TEXTS, "w5", "w6").mean())
-    result = sweep(model, per_layer, alphas=[0.5], efficacy=efficacy, neutral_texts=TEXTS, control=False,
+    result = steering_sweep(model, per_layer, alphas=[0.5], efficacy=efficacy, neutral_texts=TEXTS, control=False,
                    progress=False)
     assert [(row.layer, row.alpha) for row in result.rows] == [(0, 0.5), (2, 0.5)]
     assert result.settings["layers"] == [0, 2]
@@ -140,8 +140,8 @@ def test_a_batched_sweep_gives_the_unbatched_numbers(model, positions):
                      lambda steered: float(logprob_difference(steered, TEXTS, "w5", "w6").mean())):  # one per setting
         kwargs = dict(alphas=alphas, efficacy=efficacy, neutral_texts=TEXTS, layers=[0, 2], progress=False,
                       positions=positions)
-        unbatched = sweep(model, vector, batched=False, **kwargs)
-        batched = sweep(model, vector, max_rows=7, **kwargs)  # several forwards, settings split across them
+        unbatched = steering_sweep(model, vector, batched=False, **kwargs)
+        batched = steering_sweep(model, vector, max_rows=7, **kwargs)  # several forwards, settings split across them
         assert batched.settings["batched"] and not unbatched.settings["batched"]
         assert batched.baseline_perplexity == pytest.approx(unbatched.baseline_perplexity, rel=1e-5)
         assert_rows_match(batched.rows, unbatched.rows)
@@ -193,7 +193,7 @@ def test_choose_stays_within_the_kl_budget_and_reports_the_best_within_it(model)
     from steerlab.steering import flip_rate
 
     vector = unembedding_vector(model)
-    result = sweep(model, vector, [0.25, 1.0, 4.0, 16.0], flip_rate(model, TEXTS, "w5", "w6"), TEXTS, layers=[1, 2],
+    result = steering_sweep(model, vector, [0.25, 1.0, 4.0, 16.0], flip_rate(model, TEXTS, "w5", "w6"), TEXTS, layers=[1, 2],
                    progress=False)
     vector_rows = [r for r in result.rows if not r.control]
     budget = sorted(r.kl for r in vector_rows)[3]  # four settings within it

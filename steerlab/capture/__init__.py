@@ -10,9 +10,9 @@ import types
 
 from steerlab.capture.activations import Activations
 from steerlab.capture.capture import capture
-from steerlab.capture.positions import POSITIONS
+from steerlab.capture.positions import CAPTURE_POSITIONS
 
-__all__ = ["Activations", "POSITIONS", "capture"]
+__all__ = ["Activations", "CAPTURE_POSITIONS", "capture"]
 
 
 class _CallablePackage(types.ModuleType):

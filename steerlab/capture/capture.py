@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -19,12 +19,15 @@ from steerlab.capture.positions import Position, PositionSelector, check_token_i
 from steerlab.capture.shards import plan_shard
 from steerlab.capture.store import ShardStore
 from steerlab.models.adapter import ModelAdapter, load_model
-from steerlab.models.tokenization import encode, pad
+from steerlab.models.tokenization import PackedIds, encode, pad
 from steerlab.sites import resolve_layers, validate_site
+
+if TYPE_CHECKING:
+    from steerlab.models.adapter import ModelLike
 
 
 def capture(
-    model: Any,
+    model: ModelLike,
     texts: Sequence[str],
     layers: int | Sequence[int] | None = None,
     site: str = "resid_post",
@@ -95,8 +98,10 @@ def capture(
 
     adapter = model if isinstance(model, ModelAdapter) else load_model(model)
     layer_list = resolve_layers(layer_indices, adapter.n_layers)
-    ids = encode(adapter.tokenizer, texts, max_length=adapter.context_length, strict=strict, chat_template=chat_template)
-    check_token_index(position, [len(row) for row in ids])
+    # Packed (4 bytes a token): a 100,000-text capture's memory must not grow with lists of Python ints.
+    ids = encode(adapter.tokenizer, texts, max_length=adapter.context_length, strict=strict,
+                 chat_template=chat_template, packed=True)
+    check_token_index(position, ids.lengths.tolist())
     job = _Job(adapter, ids, _span_token_masks(adapter.tokenizer, texts, spans, ids, position, chat_template),
                [adapter.point(site, layer) for layer in layer_list], layer_list, position, batch_size, dtype)
 
@@ -124,7 +129,7 @@ class _Job:
     """What every shard of one capture call shares."""
 
     adapter: ModelAdapter
-    ids: list[list[int]]
+    ids: PackedIds
     pool_masks: list[list[bool]] | None
     points: list
     layers: list[int]
@@ -247,7 +252,8 @@ def _capture_range(job: _Job, start: int, end: int, bar: tqdm) -> dict[str, torc
     adapter, ids, position = job.adapter, job.ids, job.position
     order = list(range(start, end))
     if position != "all":  # rows are texts: batch by length, restore the order afterwards
-        order.sort(key=lambda i: len(ids[i]))
+        lengths = ids.lengths[start:end].tolist()
+        order.sort(key=lambda i: lengths[i - start])
     rows, sequence_index, token_index = [], [], []
     for batch_start in range(0, len(order), job.batch_size):
         members = order[batch_start:batch_start + job.batch_size]
@@ -302,7 +308,7 @@ def _check_metadata(metadata: dict[str, Sequence] | None, n_texts: int) -> dict[
 
 
 def _span_token_masks(tokenizer: Any, texts: list[str], spans: Sequence[tuple[int, int]] | None,
-                      ids: list[list[int]], position: Position, chat_template: bool) -> list[list[bool]] | None:
+                      ids: PackedIds, position: Position, chat_template: bool) -> list[list[bool]] | None:
     """Per text, which tokens overlap its character span (for ``position="mean"``)."""
     if spans is None:
         return None

@@ -18,12 +18,12 @@ import einops
 import torch
 
 Position = Union[str, int]
-POSITIONS = ("last", "mean", "all")
+CAPTURE_POSITIONS = ("last", "mean", "all")
 
 
 def validate_position(position: Position) -> Position:
-    """``position`` as capture uses it: one of :data:`POSITIONS`, or a plain int (numpy ints accepted)."""
-    if isinstance(position, str) and position in POSITIONS:
+    """``position`` as capture uses it: one of :data:`CAPTURE_POSITIONS`, or a plain int (numpy ints accepted)."""
+    if isinstance(position, str) and position in CAPTURE_POSITIONS:
         return position
     if not isinstance(position, (str, bool)) and hasattr(position, "__index__"):
         try:

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import sys
 from typing import Sequence
 
@@ -46,6 +48,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (ValueError, OSError) as error:  # bad input: one line (FileNotFoundError, FileExistsError are OSErrors)
         prefix = f"steerlab {args.command}: "
-        message = str(error)
+        message = flag_wording(str(error), command_flags(parser, args.command))
         print(message if message.startswith(prefix) else prefix + message, file=sys.stderr)
         return 2
+
+
+def command_flags(parser: argparse.ArgumentParser, command: str) -> set[str]:
+    """The long options of ``command`` (``--text-column``...)."""
+    subparsers = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return {option for action in subparsers.choices[command]._actions for option in action.option_strings
+            if option.startswith("--")}
+
+
+def flag_wording(message: str, flags: set[str]) -> str:
+    """The library names its keyword arguments (``text_column=``); on the command line they are flags
+    (``--text-column``): rewrite each keyword that is one of this command's flags."""
+    def flag(match: re.Match) -> str:
+        option = "--" + match.group(1).replace("_", "-")
+        return option if option in flags else match.group(0)
+
+    return re.sub(r"(?<![\w-])([a-z][a-z0-9_]*)=(?![\w\"'])", flag, message)

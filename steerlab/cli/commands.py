@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from steerlab.cli.model_options import load_model_from_args
 from steerlab.cli.summary import hallucination_table, print_demo_summary, print_run_summary
 
 
@@ -26,8 +27,7 @@ def run_capture(args: argparse.Namespace) -> int:
         texts += read_text_column(args.data, args.text_column)
     if not texts:
         raise ValueError("no texts given; pass them as arguments, with --file or with --data.")
-    model = steerlab.load_model(args.model, backend=args.backend, device=args.device,
-                                dtype=None if args.dtype is None else getattr(torch, args.dtype))
+    model = load_model_from_args(args)
     acts = steerlab.capture(model, texts, layers=args.layers, site=args.site, position=args.position,
                             batch_size=args.batch_size, out=args.out, dtype=getattr(torch, args.store_dtype),
                             shard=args.shard)
@@ -76,7 +76,7 @@ def run_pipeline_config(args: argparse.Namespace) -> int:
     from steerlab.pipeline.run import run_pipeline
 
     config = load_config(args.config)
-    out = args.out or Path(config.resolve(config.output.dir))
+    out = args.out or Path(config.output.dir)
     metrics = run_pipeline(config, out, overwrite=args.overwrite)
     print_run_summary(out, metrics)
     return 0
@@ -89,7 +89,8 @@ def run_probe(args: argparse.Namespace) -> int:
     data = ({"dataset": args.dataset} if args.dataset else
             {"file": str(Path(args.file).resolve()), "text_column": args.text_column,
              "label_column": args.label_column, "group_column": args.group_column, "concept": args.concept})
-    config = parse_config({"model": {"name": args.model, "backend": args.backend}, "data": data,
+    config = parse_config({"model": {"name": args.model, "backend": args.backend, "device": args.device,
+                                     "dtype": args.dtype}, "data": data,
                            "capture": {"site": args.site, "layers": args.layers or "all", "position": args.position},
                            "probes": {"methods": [m.strip() for m in args.methods.split(",") if m.strip()]},
                            "steering": {"direction": "none"}}, source="steerlab probe")
@@ -113,13 +114,18 @@ def run_steer(args: argparse.Namespace) -> int:
     is_vector = artifact_kind(args.vector) == "steering_vector"
     vector = SteeringVector.load(args.vector) if is_vector else None
     probe = None if is_vector else loaded_probe(args)
-    model = steerlab.load_model(args.model, backend=args.backend)
-    norm_units = args.norm_units
-    if not is_vector:  # a probe artifact: its unit direction at one layer, so alpha is in units of that layer's token norm
+    # a probe's unit direction always steers in units of the layer's typical token norm
+    norm_units = args.norm_units or not is_vector
+    recorded = vector.typical_norm if is_vector else getattr(probe, "activation_norm_", None)
+    if norm_units and recorded is None:
+        raise ValueError(f"{args.vector} records no typical norm, so alpha has no unit: "
+                         + ("drop --norm-units (alpha then multiplies the vector's own norm), or save the vector after "
+                            "vector.with_typical_norm(model, reference_texts)." if is_vector else
+                            "refit and save the probe with this steerlab version (probes record the median norm of "
+                            "their training rows)."))
+    model = load_model_from_args(args)
+    if not is_vector:
         vector = probe_vector(probe, args, model)
-        norm_units = True
-    if norm_units and vector.typical_norm is None:
-        vector = vector.with_typical_norm(model, prompts)
     before = model.generate(prompts, max_new_tokens=args.max_new_tokens)
     with steerlab.steer(model, vector, alpha=args.alpha, mode=args.mode, target=args.target,
                         positions=args.positions, norm_units=norm_units):
@@ -154,13 +160,12 @@ def probe_vector(probe: Any, args: argparse.Namespace, model: Any) -> Any:
 
 
 def run_hallucination(args: argparse.Namespace) -> int:
-    import steerlab
     from steerlab.output_folder import check_output, staged_output
     from steerlab.pipeline.run import qa_splits
 
     out = check_output(args.out, args.overwrite)
     data = qa_splits(args.file, args.question_column, args.answer_column, args.group_column, args.test_share)
-    model = steerlab.load_model(args.model, backend=args.backend)
+    model = load_model_from_args(args)
     with staged_output(out, args.overwrite) as work:  # only once the inputs are known to be good
         metrics = write_hallucination_output(work, model, data, args.max_new_tokens)
     print(f"\nsteerlab hallucination -> {out}/report.html, {out}/metrics.json, {out}/artifacts/")
@@ -174,15 +179,17 @@ def write_hallucination_output(out: Path, model: Any, data: Any, max_new_tokens:
     from steerlab.pipeline.hallucination_stage import run_hallucination_stage
     from steerlab.pipeline.output import versions, write_json
     from steerlab.report import write_report
-    from steerlab.report.sections_file import save_sections
+    from steerlab.report.sections_file import save_page, save_sections
 
     metrics, sections = run_hallucination_stage(model, artifacts=out / "artifacts", data=data,
                                                 max_new_tokens=max_new_tokens)
-    write_json(out / "metrics.json", {"schema": 1, "model": {"name": model.name, "n_layers": model.n_layers,
-                                                             "d_model": model.d_model},
-                                      "hallucination": metrics, "versions": versions()})
+    everything = {"schema": 1, "model": {"name": model.name, "n_layers": model.n_layers, "d_model": model.d_model},
+                  "hallucination": metrics, "versions": versions()}
+    write_json(out / "metrics.json", everything)
     save_sections(out, "hallucination", sections)
-    write_report(out / "report.html", f"steerlab hallucination: {model.name}", sections)
+    title = f"steerlab hallucination: {model.name}"
+    save_page(out, title)
+    write_report(out / "report.html", title, sections, metrics=everything)
     return metrics
 
 
@@ -190,7 +197,7 @@ def run_train_sae(args: argparse.Namespace) -> int:
     import json
     import shlex
 
-    from steerlab.sae.train import run
+    from steerlab.cli.train_sae import run
 
     command = "steerlab train-sae " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     card = run(args, command)
@@ -201,7 +208,6 @@ def run_train_sae(args: argparse.Namespace) -> int:
 
 def run_sae_feature(args: argparse.Namespace) -> int:
     """``steerlab sae-feature MODEL FEATURE...``: one HTML page with each feature's contexts and logit lens."""
-    import steerlab
     from steerlab.sae import feature_view, load_sae, write_feature_page
     from steerlab.sae.loading import SHIPPED_MODEL_SAES
 
@@ -210,6 +216,9 @@ def run_sae_feature(args: argparse.Namespace) -> int:
     source = args.sae or ("demo" if args.model == "demo" else args.model if args.model in SHIPPED_MODEL_SAES else None)
     if source is None:
         raise ValueError(f"No SAE is shipped for {args.model!r}: pass --sae DIR (a sae.save_model folder).")
+    if source not in ("demo", *SHIPPED_MODEL_SAES) and not (Path(source) / "cfg.json").is_file():
+        raise FileNotFoundError(f"--sae {source}: no SAE there (no cfg.json); pass a folder written by "
+                                "sae.save_model / steerlab train-sae.")
     if args.file is None and args.model != "demo":
         raise ValueError("Pass --file with the texts to look for activations in (one per line).")
     if args.file is not None:
@@ -220,7 +229,7 @@ def run_sae_feature(args: argparse.Namespace) -> int:
         from steerlab.sae import demo_corpus
 
         texts = demo_corpus(300, seed=999)  # held-out demo text (the demo SAEs were trained on seeds >= 1000)
-    model = steerlab.load_model(args.model, backend=args.backend)
+    model = load_model_from_args(args)
     sae = load_sae(source, model=model)
     views = [feature_view(model, sae, feature, texts, top=args.top) for feature in args.features]
     for view in views:
@@ -230,13 +239,12 @@ def run_sae_feature(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from steerlab.report import write_report
-    from steerlab.report.sections_file import load_sections
+    from steerlab.report.sections_file import rebuild_report
 
     path = args.dir / "report.html"
     if path.exists() and not args.overwrite:
         raise FileExistsError(f"{path} exists: pass --overwrite to rebuild it.")
-    write_report(path, args.title or f"steerlab: {args.dir.name}", load_sections(args.dir))
+    rebuild_report(args.dir, title=args.title)  # the title of the command that wrote DIR unless --title
     print(f"steerlab report -> {path}")
     return 0
 

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from steerlab.cli.model_options import DTYPES, model_arguments
+
 EPILOG = """\
 a first session:
   steerlab demo --out demo-run          # ~30 s; open demo-run/report.html
@@ -42,9 +44,6 @@ def layers(text: str) -> list[int] | None:
         raise argparse.ArgumentTypeError(f"--layers takes 'all' or comma-separated ints like '0,2,-1', got {text!r}")
 
 
-DTYPES = ("float32", "bfloat16", "float16")
-
-
 def shard(text: str) -> tuple[int, int]:
     """``i/N`` with ``0 <= i < N``."""
     from steerlab.capture.shards import parse_shard  # re and dataclasses only: --help stays light
@@ -62,7 +61,7 @@ def position(text: str) -> str | int:
         return text
 
 
-STEER_POSITIONS = ("all", "prompt", "generated", "last")  # as steerlab.steering.POSITIONS (not imported: --help stays light)
+STEER_POSITIONS = ("all", "prompt", "generated", "last")  # as steerlab.steering.STEER_POSITIONS (not imported: --help stays light)
 
 
 def steer_positions(text: str) -> str | int | tuple[int, int | None]:
@@ -113,11 +112,6 @@ def command(commands: Any, name: str, help: str, description: str, example: str)
                                formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="'demo' (the embedded model), a save_pretrained directory or a hub id")
-    parser.add_argument("--backend", default="auto", choices=["auto", "hf", "transformer_lens", "nnsight"])
-
-
 def output_arguments(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None if default is None else Path(default), required=default is None,
                         help="output directory" + (f" (default: {default})" if default else ""))
@@ -162,8 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument("--layers", type=layers, default=None, help="'all' (default) or e.g. '0,2,-1'")
     capture.add_argument("--position", type=position, default="last", help="last, mean, all, or a token index")
     capture.add_argument("--batch-size", type=positive_int, default=32)
-    capture.add_argument("--device", default=None, help="where to run the model, e.g. cpu, cuda, cuda:1")
-    capture.add_argument("--dtype", default=None, choices=DTYPES, help="the model's weights dtype (default: as saved)")
     capture.add_argument("--store-dtype", default="float32", choices=DTYPES,
                          help="dtype of the stored activations (default: float32)")
     capture.add_argument("--shard", type=shard, default=None, metavar="i/N",
@@ -235,9 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "or L1 SAE with sae-lens' SAETrainer, save it in sae-lens format (cfg.json + "
                          "sae_weights.safetensors) with card.json: settings and held-out quality (explained variance, "
                          "L0, dead latents, CE increase).",
-                         "steerlab train-sae --layer 2 --architecture topk --k 8 --out my-sae")
-    from steerlab.sae.train import add_arguments  # argparse only: keeps --help instant
+                         "steerlab train-sae demo --layer 2 --architecture topk --k 8 --out my-sae")
+    from steerlab.cli.train_sae import add_arguments  # argparse only: keeps --help instant
 
+    model_arguments(train_sae)
     add_arguments(train_sae)
 
     feature = command(commands, "sae-feature", "an HTML page of SAE features: top contexts and promoted tokens",
@@ -259,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "(plotly embedded once, opens offline).",
                       "steerlab report steerlab-demo --overwrite")
     report.add_argument("dir", type=Path, help="a folder written by demo, run or probe")
-    report.add_argument("--title", default=None, help="page title (default: the folder's name)")
+    report.add_argument("--title", default=None, help="page title (default: the title of the command that wrote DIR)")
     report.add_argument("--overwrite", action="store_true", help="replace an existing report.html")
 
     models_arguments(command(

@@ -202,7 +202,7 @@ def read_text_column(path: str | Path, text_column: str = "text") -> list[str]:
         if value is None:
             found = sorted(map(str, row)) if isinstance(row, Mapping) else type(row).__name__
             raise DatasetFormatError(f"{path}: line {line} has no column {text_column!r} (found {found}); pass "
-                                     "--text-column / text_column= naming the column that holds the texts.")
+                                     "text_column= naming the column that holds the texts.")
         texts.append(str(value))
     return texts
 

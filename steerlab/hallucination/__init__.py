@@ -9,21 +9,20 @@ arXiv 2512.20949) and of the linear probes it extends (Obeso et al., arXiv 2509.
    (free-text answers checked through their first mention of an answer, with an alias table
    such as :func:`country_table`) or :func:`spans_to_token_labels` (annotated character spans)
    -> token and answer labels;
-3. :class:`~steerlab.probes.HallucinationProbe` (MLP, joint loss) or
-   :class:`~steerlab.probes.LinearTokenProbe` on one layer, chosen with
+3. :class:`HallucinationProbe` (MLP, joint loss) or
+   :class:`LinearTokenProbe` on one layer (scikit-learn estimators, :mod:`.probes`), chosen with
    :func:`search_layer` (Bayesian optimisation, optuna TPE);
 4. :func:`detection_metrics` per token and per answer against the output-confidence
    baselines (:func:`confidence_scores`), :func:`roc_figure`, :func:`token_figure`;
 5. :func:`stream_scores`: a hallucination score for each token as it is generated.
 
-Names are imported lazily (``steerlab.probes`` imports the losses from here without
-pulling in the model code).
+Names are imported lazily, so the probes and their losses load without the model code.
 
 Example:
     >>> import steerlab
     >>> from steerlab.datasets import load
     >>> from steerlab.hallucination import generate_and_capture, reference_labels
-    >>> from steerlab.probes import HallucinationProbe
+    >>> from steerlab.hallucination import HallucinationProbe
     >>> model = steerlab.load_model("demo")                                      # doctest: +SKIP
     >>> qa = load("demo/qa", split="train")                                      # doctest: +SKIP
     >>> gen = generate_and_capture(model, qa.texts, layers=[3], progress=False)  # doctest: +SKIP
@@ -44,6 +43,7 @@ _LAZY = {
     "confidence_scores": "evaluation", "detection_metrics": "evaluation", "method_table": "evaluation",
     "LayerSearchResult": "layer_search", "search_layer": "layer_search",
     "stream_scores": "live",
+    "HallucinationProbe": "probes", "LinearTokenProbe": "probes", "TokenProbe": "probes",
     "roc_figure": "figures", "token_figure": "figures", "token_html": "figures",
 }
 

@@ -16,9 +16,9 @@ per token is one one-token forward pass plus the probe (``benchmarks/results_rea
 times it against plain generation).
 
 Any probe with ``predict_proba`` works: steerlab's token probes record their layer and site
-(``probe.layer``, ``probe.site``), the linear probes of :mod:`steerlab.probes` record
-``layers_`` and ``site`` (a probe fitted on several layers is narrowed to ``layer`` with
-``probe.layer(layer)``); a plain scikit-learn estimator records nothing, so pass ``layer=``.
+(``probe.layer_``, ``probe.site_``), the linear probes of :mod:`steerlab.probes` record
+``layers_`` and ``site_`` (a probe fitted on several layers is narrowed to ``layer`` with
+``probe.at_layer(layer)``); a plain scikit-learn estimator records nothing, so pass ``layer=``.
 
 Example:
     >>> import steerlab
@@ -107,12 +107,11 @@ def _stream(adapter: ModelAdapter, probe: Any, ids: list[int], point: Any, state
 
 
 def recorded_layer(probe: Any) -> int | None:
-    """The one layer a fitted probe records: ``layer_`` or ``layer`` when an int (``layer`` is a METHOD on
-    steerlab's linear probes, never read as one), else a one-entry ``layers_``; None when it records none."""
-    for name in ("layer_", "layer"):
-        value = getattr(probe, name, None)
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return int(value)
+    """The one layer a fitted probe records: ``layer_`` (token probes), else a one-entry ``layers_``
+    (linear probes); None when it records none."""
+    value = getattr(probe, "layer_", None)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
     layers = getattr(probe, "layers_", None)
     return int(layers[0]) if layers is not None and len(layers) == 1 else None
 
@@ -133,11 +132,10 @@ def probe_site(probe: Any, layer: int | None, site: str | None, n_layers: int) -
     if not callable(getattr(probe, "predict_proba", None)):
         raise ValueError(f"The probe ({type(probe).__name__}) has no predict_proba: pass a fitted probe.")
     layers = recorded_layers(probe)
-    recorded_site = next((value for value in (getattr(probe, "site_", None), getattr(probe, "site", None))
-                          if isinstance(value, str)), None)
+    recorded_site = getattr(probe, "site_", None) if isinstance(getattr(probe, "site_", None), str) else None
     if layer is None:
         if layers is None:
-            raise ValueError("The probe records no layer (probe.layer is None): pass layer=..., the layer it was "
+            raise ValueError("The probe records no layer (probe.layer_ is None): pass layer=..., the layer it was "
                              "fitted on.")
         if len(layers) > 1:
             raise ValueError(f"The probe was fitted on layers {layers}: pass layer=... to score with one of them.")
@@ -145,18 +143,18 @@ def probe_site(probe: Any, layer: int | None, site: str | None, n_layers: int) -
     layer = resolve_layer(layer, n_layers)
     if layers is not None and layer not in [resolve_layer(value, n_layers) for value in layers]:
         fitted = f"layer {layers[0]}" if len(layers) == 1 else f"layers {layers}"
-        raise ValueError(f"layer={layer} but the probe was fitted on {fitted} (probe.layer / probe.layers_): "
+        raise ValueError(f"layer={layer} but the probe was fitted on {fitted} (probe.layer_ / probe.layers_): "
                          "leave layer out to use the probe's, or pass a matching one.")
     site = site or recorded_site or "resid_post"
     if recorded_site is not None and site != recorded_site:
-        raise ValueError(f"site={site!r} but the probe was fitted on site {recorded_site!r} (probe.site): "
+        raise ValueError(f"site={site!r} but the probe was fitted on site {recorded_site!r} (probe.site_): "
                          "leave site out to use the probe's, or pass the matching one.")
     return site, layer
 
 
 def single_layer_probe(probe: Any, layer: int) -> Any:
-    """A probe that scores ``[n, d]`` rows of ``layer``: a per-layer linear probe narrowed with ``probe.layer(layer)``,
+    """A probe that scores ``[n, d]`` rows of ``layer``: a per-layer linear probe narrowed with ``probe.at_layer(layer)``,
     any other probe as it is."""
-    if getattr(probe, "n_layers_", None) is not None and callable(getattr(probe, "layer", None)):
-        return probe.layer(layer)
+    if getattr(probe, "n_layers_", None) is not None and callable(getattr(probe, "at_layer", None)):
+        return probe.at_layer(layer)
     return probe

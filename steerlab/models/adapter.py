@@ -23,10 +23,13 @@ Backends:
 * ``transformer_lens``: a TransformerBridge booted over the HF model (hook names
   ``blocks.{l}.hook_resid_post``...), or a user's HookedTransformer.
 * ``nnsight``: nnsight traces (``model.trace`` / ``model.generate`` with ``iter``);
-  ``remote=True`` sends them to NDIF (never run against NDIF itself: only ``read``, i.e.
-  capture, ships a trace free of steerlab code; see the README). Persistent ``hooks()`` on this backend are torch
-  hooks on the wrapped HF modules, so code calling ``adapter.hf_model`` directly is
-  affected too.
+  ``remote=True`` sends them to NDIF, ``remote="http://host:port"`` to another server. A
+  remote trace holds no steerlab code: steering site functions travel as plain data and the
+  torch-only :mod:`steerlab.models.remote_edits` applies them; reading functions run here on
+  the saved values (tested against a loopback server speaking nnsight's protocol in a process
+  without steerlab, tests/test_ndif_loopback.py; real NDIF was not reachable from the test
+  machines). Persistent ``hooks()`` on this backend are torch hooks on the wrapped HF
+  modules, so code calling ``adapter.hf_model`` directly is affected too.
 """
 
 from __future__ import annotations
@@ -36,16 +39,18 @@ import copy
 import functools
 import itertools
 import operator
+import os
 import tempfile
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import torch
 
 from steerlab.models.architectures import ArchitectureSpec, architecture_of, context_length
 from steerlab.models.loading import input_device, load_hf, resolve_source, source_provenance
+from steerlab.models.source_pin import pin_source
 from steerlab.models.thread_guard import ThreadGuard
 from steerlab.models.token_positions import TokenPositions
 from steerlab.models.tokenization import PaddingSide, TokenBatch, encode, pad, pad_token_id
@@ -53,8 +58,13 @@ from steerlab.sites import READ_ONLY_SITES, SitePoint, resolve_layer, validate_s
 
 SiteFn = Callable[[torch.Tensor], "torch.Tensor | None"]
 SiteFns = Sequence[tuple[SitePoint, SiteFn]]
+# what load_model takes: "demo", a real model's name, a folder, a hub id, or a model object (a transformers
+# PreTrainedModel, a TransformerLens model, an nnsight model); every entry point that takes a model takes these
+ModelLike = Union["ModelAdapter", str, os.PathLike, torch.nn.Module]
 
 BACKENDS = ("hf", "transformer_lens", "nnsight")
+
+pin_source(__name__)  # nnsight finds this file's `with model.trace(...)` blocks by their source lines
 
 
 # ---------------------------------------------------------------- shared hook plumbing
@@ -506,7 +516,14 @@ def _input_hook(point: SitePoint, group: list[SiteFn]) -> Callable:
 
 
 class NNsightAdapter(HFAdapter):
-    """nnsight traces for forward and generation; torch hooks for persistent ``hooks()``."""
+    """nnsight traces for forward and generation; torch hooks for persistent ``hooks()``.
+
+    Remote (``remote=True``: NDIF, or a host URL): the trace sent holds only nnsight envoys,
+    torch tensors, builtins and the torch-only functions of :mod:`steerlab.models.remote_edits`
+    (shipped as source). Steering site functions (from :func:`steerlab.steer`) become plain
+    data per forward pass (site, op, tensors, selected positions); any other site function
+    may only read, and runs here on the activations the trace saves and returns.
+    """
 
     backend = "nnsight"
 
@@ -516,6 +533,7 @@ class NNsightAdapter(HFAdapter):
         super().__init__(nnsight_model._module, nnsight_model.tokenizer, name)
         self._persistent: list[tuple[SitePoint, SiteFn]] = []  # site functions of open hooks() blocks
         self._tracing = False
+        self._trackers: list[TokenPositions] = []  # remote: fed by the adapter, there being no local forward
 
     @contextlib.contextmanager
     def _attach(self, fns: SiteFns) -> Iterator[None]:
@@ -569,6 +587,8 @@ class NNsightAdapter(HFAdapter):
 
     def _forward(self, batch: TokenBatch, fns: SiteFns) -> torch.Tensor:
         fns = [*self._persistent, *fns]  # open hooks() blocks first, as on the other backends
+        if self.remote:
+            return self._forward_remote(batch, fns)
         with self._trace_scope(), self.nnsight_model.trace(self._inputs(batch), remote=self.remote):
             self._intervene(fns)
             logits = self.nnsight_model.output.logits.save()
@@ -596,29 +616,143 @@ class NNsightAdapter(HFAdapter):
             self._intervene(fns)
             tracer.stop()
 
-    def _read_remote(self, batch: TokenBatch, fns: SiteFns) -> None:
-        """A read whose trace holds only nnsight envoys, torch tensors and builtins (NDIF's whitelist).
+    # -------------------------------------------------------------- remote (NDIF) traces
 
-        The traced block saves each point's activation (``.save()``: what comes back from the
-        server) and stops; the site functions, steerlab code that the server does not have,
-        run here on the returned values. So they may only read: an edit could not reach the
-        later sites of a pass that already ran, and raises.
+    @contextlib.contextmanager
+    def token_positions(self) -> Iterator[TokenPositions]:
+        """As on every backend; remotely the adapter feeds the tracker itself before each planned forward."""
+        if not self.remote:
+            with super().token_positions() as tracker:
+                yield tracker
+            return
+        tracker = TokenPositions()
+        with self._guard.claim(self._forward_root()):
+            self._trackers.append(tracker)
+            try:
+                yield tracker
+            finally:
+                self._trackers.remove(tracker)
+
+    def _feed(self, step: tuple[int, int, torch.Tensor, int]) -> None:
+        """Tell the open trackers about one forward ``(batch, new tokens, attention mask, past length)``."""
+        size, length, mask, past = step
+        for tracker in self._trackers:
+            tracker.update(size, length, mask.device, mask, past)
+
+    def _remote_plan(self, fns: SiteFns, steps: list[tuple[int, int, torch.Tensor, int]]) -> dict[str, Any]:
+        """What a remote trace needs, as plain data, for forwards ``steps`` (one per generated token).
+
+        ``points``: ``(envoy, is_output)`` of each site in execution order; ``entries[step][i]``:
+        point ``i``'s plain edits (dicts) and reads (None) in order. ``readers[step]`` and
+        ``clampers[step]`` are the local functions behind the reads and the clamp edits, in
+        the order the trace returns their values. Positions are selected here, per forward,
+        from the same token-position logic as the local backends.
+        """
+        grouped = _group_by_point(fns)
+        plan: dict[str, Any] = {"points": [(self._envoy(path), where == "output")
+                                           for path, where in map(self.module_path, grouped)],
+                                "entries": [], "readers": [], "clampers": []}
+        for step in steps:
+            self._feed(step)
+            entries, readers, clampers = [], [], []
+            for point, group in grouped.items():
+                todo = []
+                for fn in group:
+                    edit = fn.plain_edit() if hasattr(fn, "plain_edit") else None
+                    todo.append(edit)
+                    if edit is None:
+                        readers.append((point, fn))
+                    elif edit["op"] == "clamp":
+                        clampers.append(fn)
+                entries.append(todo)
+            plan["entries"].append(entries)
+            plan["readers"].append(readers)
+            plan["clampers"].append(clampers)
+        return plan
+
+    def _replay_reads(self, plan: dict[str, Any], steps: list, returned: list) -> None:
+        """Run the reading site functions here on the values the trace returned (``[(reads, clamped)]`` per step)."""
+        for step, readers, clampers, (reads, clamped) in zip(steps, plan["readers"], plan["clampers"], returned):
+            self._feed(step)
+            for (point, fn), value in zip(readers, reads):
+                if _apply_fns(point, [fn], value) is not None:
+                    raise ValueError(f"A site function edited {point.hook_name} in a remote trace, where only "
+                                     "steerlab.steer's edits (add / ablate / set / clamp) can run: the server has "
+                                     "no steerlab code. Steer with steerlab.steer, or load the model locally.")
+            for fn, logits in zip(clampers, clamped):
+                fn.clamp_logits_after.append(logits.detach().float().cpu())
+
+    def _remote_trace_args(self) -> dict[str, Any]:
+        from steerlab.models import remote_edits
+
+        remote_edits.ship_by_value()
+        return self._where()
+
+    def _forward_remote(self, batch: TokenBatch, fns: SiteFns) -> torch.Tensor:
+        """A forward whose trace holds only envoys, tensors, builtins and :mod:`~steerlab.models.remote_edits`."""
+        import nnsight
+
+        from steerlab.models.remote_edits import run_step
+
+        steps = [_prompt_step(batch)]
+        plan = self._remote_plan(fns, steps)
+        points, entries, model = plan["points"], plan["entries"][0], self.nnsight_model
+        with model.trace(self._inputs(batch), **self._remote_trace_args()):
+            returned = nnsight.save([run_step(points, entries)])
+            logits = model.output.logits.save()
+        self._replay_reads(plan, steps, returned)
+        return logits
+
+    def _read_remote(self, batch: TokenBatch, fns: SiteFns) -> None:
+        """A read (capture) whose trace saves each point's activation and stops after the deepest.
+
+        The reading functions, steerlab code that the server does not have, run here on the
+        returned values; steering edits of open ``steer`` blocks apply in the trace.
         """
         import nnsight
 
-        grouped = _group_by_point(fns)
-        targets = [(self._envoy(path), where == "output") for path, where in map(self.module_path, grouped)]
-        with self.nnsight_model.trace(self._inputs(batch), **self._where()) as tracer:
-            saved = nnsight.save([envoy.output if is_output else envoy.input for envoy, is_output in targets])
+        from steerlab.models.remote_edits import run_step
+
+        steps = [_prompt_step(batch)]
+        plan = self._remote_plan(fns, steps)
+        points, entries = plan["points"], plan["entries"][0]
+        with self.nnsight_model.trace(self._inputs(batch), **self._remote_trace_args()) as tracer:
+            returned = nnsight.save([run_step(points, entries)])
             tracer.stop()
-        for (point, group), value in zip(grouped.items(), saved):
-            if _apply_fns(point, group, _unwrap(value)) is not None:
-                raise ValueError(f"A site function edited {point.hook_name} during a remote read; remote reads "
-                                 "only return activations. Steer with forward/generate instead.")
+        self._replay_reads(plan, steps, returned)
+
+    def _generate_remote(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
+                         **kwargs: Any) -> torch.Tensor:
+        """Generation whose trace applies each step's plain edits (one ``run_step`` per generated token)."""
+        import nnsight
+
+        from steerlab.models.remote_edits import run_step
+
+        size, length = batch.input_ids.shape
+        steps = [_prompt_step(batch)] + [
+            (size, 1, torch.cat([batch.attention_mask, batch.attention_mask.new_ones(size, t)], dim=1), length + t - 1)
+            for t in range(1, max_new_tokens)]
+        plan = self._remote_plan(fns, steps) if fns else {"points": [], "entries": [], "readers": [], "clampers": []}
+        points, entries, model, inputs = plan["points"], plan["entries"], self.nnsight_model, self._inputs(batch)
+        with warnings.catch_warnings(), model.generate(
+                max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=self.pad_token_id,
+                **self._remote_trace_args(), **kwargs) as tracer:
+            warnings.filterwarnings("ignore", message=".*was never reached.*")  # see _generate_ids
+            with tracer.invoke(inputs):  # the block's names are shipped: no `self` in it
+                returned = nnsight.save([])
+                if entries:
+                    for step in tracer.iter[:max_new_tokens]:
+                        returned.append(run_step(points, entries[step]))
+            with tracer.invoke():
+                output = tracer.result.save()
+        self._replay_reads(plan, steps, returned)
+        return output[:, length:]
 
     def _generate_ids(self, batch: TokenBatch, max_new_tokens: int, do_sample: bool, fns: SiteFns,
                       **kwargs: Any) -> torch.Tensor:
         fns = [*self._persistent, *fns]
+        if self.remote:
+            return self._generate_remote(batch, max_new_tokens, do_sample, fns, **kwargs)
         # Two invokes (nnsight's pattern for unbounded loops): when every answer stops (EOS) before
         # max_new_tokens, the per-token loop is cut short and code after it in the same invoke
         # never runs, so the result is read in a second invoke.
@@ -634,6 +768,11 @@ class NNsightAdapter(HFAdapter):
             with tracer.invoke():
                 output = tracer.result.save()
         return output[:, batch.input_ids.shape[1]:]
+
+
+def _prompt_step(batch: TokenBatch) -> tuple[int, int, torch.Tensor, int]:
+    """The forward over a whole batch, as the token-position trackers see it: ``(batch, tokens, mask, past 0)``."""
+    return batch.input_ids.shape[0], batch.input_ids.shape[1], batch.attention_mask, 0
 
 
 class TransformerLensAdapter(ModelAdapter):
@@ -857,7 +996,7 @@ def _wrap_hf(hf_model: Any, tokenizer: Any, name: str, backend: str, *, owned: b
     raise ValueError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)} (or 'auto').")
 
 
-def load_model(model: Any, backend: str = "auto", device: str | torch.device | None = None, dtype: Any = None,
+def load_model(model: ModelLike, backend: str = "auto", device: str | torch.device | None = None, dtype: Any = None,
                tokenizer: Any = None, remote: bool = False, **kwargs: Any) -> ModelAdapter:
     """Load or wrap a causal LM behind one interface for capture, probing and steering.
 
@@ -878,8 +1017,8 @@ def load_model(model: Any, backend: str = "auto", device: str | torch.device | N
             would not).
         remote: nnsight backend only: ``True`` sends traces to NDIF (a name is then built
             from its config on ``meta``, no weights loaded), ``"local"`` or a host URL as in
-            nnsight, or an nnsight ``Backend`` object. Only capture ships a trace free of
-            steerlab code so far; steering with site functions does not run remotely yet.
+            nnsight, or an nnsight ``Backend`` object. Capture, :func:`steerlab.steer` (add,
+            ablate, set, clamp) and generation run remotely; other site functions may only read.
         **kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` (``device_map``,
             ``revision``...).
 
@@ -945,6 +1084,14 @@ def _remote_nnsight(model: Any, source: str, tokenizer: Any, remote: Any, **kwar
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*deprecated.*")  # LanguageModel -> TransformersModel rename
         nnsight_model = LanguageModel(source, dispatch=False, **kwargs)
+    if Path(source).is_dir():
+        # nnsight keys a remote model by its Hub id, asking the Hub to canonicalize it; a local
+        # folder has none, so it is keyed by its path (what a server holding that folder, such
+        # as the loopback server of tests/ndif_loopback_server.py, resolves). nnsight 0.8.1 keeps
+        # that canonical id in this cache.
+        from nnsight.modeling import huggingface
+
+        getattr(huggingface, "_ID_CACHE", {}).setdefault(nnsight_model.repo_id, nnsight_model.repo_id)
     name = "demo" if str(model) == "demo" else _model_name(source)
     return NNsightAdapter(nnsight_model, name, remote=remote)
 

@@ -25,6 +25,8 @@ EXAMPLE_CONFIG = """\
 [model]
 name = "demo"                 # "demo", a save_pretrained directory or a hub id
 backend = "auto"              # auto | hf | transformer_lens | nnsight
+# device = "cuda"             # where to run it (default: cpu, or where a device_map put it)
+# dtype = "bfloat16"          # float32 | bfloat16 | float16 (default: as saved)
 
 [data]
 dataset = "demo/cities"       # a built-in dataset, or:
@@ -71,6 +73,7 @@ class ModelConfig:
     name: str = "demo"
     backend: str = "auto"
     device: str | None = None
+    dtype: str | None = None  # the weights dtype: float32, bfloat16 or float16 (default: as saved)
 
 
 @dataclass
@@ -153,14 +156,9 @@ class RunConfig:
     sae: SAEStageConfig | None = None
     source: str = "<config>"
 
-    def resolve(self, path: str | None) -> str | None:
-        """A path from the config, relative to the config file's folder."""
-        if path is None or Path(path).is_absolute() or self.source == "<config>":
-            return path
-        return str(Path(self.source).parent / path)
-
 
 BACKENDS = ("auto", "hf", "transformer_lens", "nnsight")
+DTYPES = ("float32", "bfloat16", "float16")
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "capture": CaptureConfig, "probes": ProbesConfig,
             "steering": SteeringConfig, "output": OutputConfig, "hallucination": HallucinationConfig,
             "sae": SAEStageConfig}
@@ -204,8 +202,31 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     sections = {name: _section(name, cls, raw.get(name, {}), source) for name, cls in SECTIONS.items()
                 if name in raw or name not in OPTIONAL_SECTIONS}
     config = RunConfig(**sections, source=source)
+    _resolve_paths(config)
     _check_values(config)
     return config
+
+
+def _resolve_paths(config: RunConfig) -> None:
+    """Make every file path of the config absolute, relative to the config file's folder, once: stages
+    take the resolved config and never look paths up again."""
+    from steerlab.datasets import available
+
+    def resolved(path: str | None) -> str | None:
+        if path is None or Path(path).is_absolute() or config.source == "<config>":
+            return path
+        return str(Path(config.source).parent / path)
+
+    config.data.file = resolved(config.data.file)
+    if config.steering.neutral is not None and config.steering.neutral not in available():
+        config.steering.neutral = resolved(config.steering.neutral)
+    if config.hallucination is not None:
+        config.hallucination.file = resolved(config.hallucination.file)
+    if config.sae is not None:
+        config.sae.texts = resolved(config.sae.texts)
+        if config.sae.path != "demo":
+            config.sae.path = resolved(config.sae.path)
+    config.output.dir = resolved(config.output.dir)
 
 
 def _section(name: str, cls: type, values: Any, source: str) -> Any:
@@ -250,6 +271,9 @@ def _check_values(config: RunConfig) -> None:
     if config.model.backend not in BACKENDS:
         raise ConfigError(f"{source}: [model] backend {config.model.backend!r} is unknown"
                           f"{_suggest(config.model.backend, BACKENDS)}. Backends: {', '.join(BACKENDS)}.")
+    if config.model.dtype not in (None, *DTYPES):
+        raise ConfigError(f"{source}: [model] dtype {config.model.dtype!r} is unknown{_suggest(config.model.dtype, DTYPES)}."
+                          f" Dtypes: {', '.join(DTYPES)} (or leave it out: the dtype the weights were saved in).")
     if (data.dataset is None) == (data.file is None):
         raise ConfigError(f"{source}: [data] needs exactly one of `dataset` (built-in: "
                           f"{', '.join(available())}) or `file` (a CSV / JSONL path).")
@@ -257,7 +281,7 @@ def _check_values(config: RunConfig) -> None:
         raise ConfigError(f"{source}: [data] dataset {data.dataset!r} is not built in{_suggest(data.dataset, available())}."
                           " For your own data use `file = \"path.csv\"`.")
     if data.file is not None:
-        path = Path(config.resolve(data.file))
+        path = Path(data.file)
         if not path.is_file():
             raise ConfigError(f"{source}: [data] file {data.file!r}: no such file (paths are relative to the config).")
         if path.suffix not in (".csv", ".jsonl"):
@@ -305,7 +329,7 @@ def _check_values(config: RunConfig) -> None:
                           f"got {steering.verdict_words!r}.")
     _check_optional_stages(config, available())
     if steering.neutral is not None and steering.neutral not in available():
-        if not Path(config.resolve(steering.neutral)).is_file():
+        if not Path(steering.neutral).is_file():
             raise ConfigError(f"{source}: [steering] neutral {steering.neutral!r} is neither a built-in dataset nor a "
                               "text file (one text per line).")
 
@@ -319,7 +343,7 @@ def _check_optional_stages(config: RunConfig, datasets: list[str]) -> None:
         if hallucination.dataset is not None and hallucination.dataset != "demo/qa":
             raise ConfigError(f"{source}: [hallucination] dataset {hallucination.dataset!r}: the built-in QA set is "
                               "\"demo/qa\"; for your own questions use `file = \"qa.csv\"`.")
-        if hallucination.file is not None and not Path(config.resolve(hallucination.file)).is_file():
+        if hallucination.file is not None and not Path(hallucination.file).is_file():
             raise ConfigError(f"{source}: [hallucination] file {hallucination.file!r}: no such file.")
         if not 0 < hallucination.test_share < 1:
             raise ConfigError(f"{source}: [hallucination] test_share must be between 0 and 1.")
@@ -329,13 +353,13 @@ def _check_optional_stages(config: RunConfig, datasets: list[str]) -> None:
         if (sae.path is None) == (sae.layer is None):
             raise ConfigError(f"{source}: [sae] needs exactly one of `path` (a saved sae-lens SAE, or \"demo\") or "
                               "`layer` (train one on the model at that layer).")
-        if sae.path is not None and sae.path != "demo" and not (Path(config.resolve(sae.path)) / "cfg.json").is_file():
+        if sae.path is not None and sae.path != "demo" and not (Path(sae.path) / "cfg.json").is_file():
             raise ConfigError(f"{source}: [sae] path {sae.path!r} holds no cfg.json: point it at a folder written by "
                               "sae.save_model / steerlab train-sae.")
         if sae.d_sae < 1 or not 1 <= sae.k <= sae.d_sae or sae.steps < 1 or sae.kl_budget <= 0:
             raise ConfigError(f"{source}: [sae] needs d_sae >= 1, 1 <= k <= d_sae, steps >= 1 and kl_budget > 0; got "
                               f"d_sae={sae.d_sae}, k={sae.k}, steps={sae.steps}, kl_budget={sae.kl_budget}.")
-        if sae.texts is not None and not Path(config.resolve(sae.texts)).is_file():
+        if sae.texts is not None and not Path(sae.texts).is_file():
             raise ConfigError(f"{source}: [sae] texts {sae.texts!r}: no such file (one text per line).")
         if config.steering.direction == "none":
             raise ConfigError(f"{source}: [sae] compares SAE features with the steering direction: set [steering] "

@@ -16,7 +16,7 @@ vector artifacts and a self-contained ``report.html``.
   budget on neutral text (0.1 nats per token; ``qualified`` False when the target flip rate was not
   reached within it, and the setting is then the best within the budget), calibration and test flip
   rates, the same-norm random control's at the same alpha, KL and perplexity on neutral text (see
-  :mod:`steerlab.pipeline.truth_steering`); ``truth_sweep`` (every layer x alpha, vector and control:
+  :mod:`steerlab.steering.calibration`); ``truth_sweep`` (every layer x alpha, vector and control:
   the efficacy-KL frontier); ``truth_examples``; ``sentiment``: a CAA vector's layer and alpha chosen
   the same way on next-adjective flips of calibration review prompts, its KL and control, and
   generations on other prompts with lexicon rates (+alpha, -alpha, the random control at +alpha);
@@ -24,7 +24,7 @@ vector artifacts and a self-contained ``report.html``.
 * ``hallucination``: detectors side by side on the demo QA test set (schema in
   :mod:`steerlab.pipeline.hallucination_stage`);
 * ``sae``: SAE quality, alignment, feature probes and the detection / steering comparison
-  (schema in :mod:`steerlab.pipeline.sae_stage`);
+  (schema in :mod:`steerlab.pipeline.demo_sae_stage`);
 * ``timings`` (seconds per stage) and ``versions`` (steerlab, torch, transformers).
 """
 
@@ -32,13 +32,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from steerlab.output_folder import staged_output
-from steerlab.pipeline.output import StageClock, versions, write_json
+from steerlab.pipeline.output import StageClock, json_ready, versions, write_json
+from steerlab.pipeline.progress import StepBar
+from steerlab.report.run_info import run_info_section
 from steerlab.report.html import Section
+
+if TYPE_CHECKING:
+    from steerlab.models.adapter import ModelAdapter, ModelLike
 
 DOMAINS = ("cities", "larger_than", "people", "objects")
 TITLE = "steerlab demo: probing and steering truth in the demo model"
@@ -49,7 +54,7 @@ SENTIMENT_TARGET = 0.9  # share of held-out review prompts whose next adjective 
 SHOWN_THINGS = 8  # review things whose generations are shown; the others calibrate (layer, alpha)
 
 
-def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "demo", progress: bool = True
+def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: ModelLike = "demo", progress: bool = True
              ) -> dict[str, Any]:
     """Run the pipeline; returns the metrics written to ``out/metrics.json``.
 
@@ -60,16 +65,16 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: Any = "d
         return _write_demo(work, model, progress)
 
 
-def _write_demo(out: Path, model: Any, progress: bool) -> dict[str, Any]:
+def _write_demo(out: Path, model: ModelLike, progress: bool) -> dict[str, Any]:
     """Every stage of the demo, writing into ``out`` (the staging folder)."""
     import steerlab
     from steerlab.datasets import load, split_by_group
     from steerlab.pipeline.hallucination_stage import run_hallucination_stage
-    from steerlab.pipeline.sae_stage import run_sae_stage
-    from steerlab.pipeline.truth_steering import calibrate_truth_steering
-    from steerlab.probes import DiffMeans, RaptorProbe, sweep, transfer_matrix
+    from steerlab.pipeline.demo_sae_stage import run_demo_sae_stage
+    from steerlab.steering.calibration import calibrate_truth_steering
+    from steerlab.probes import DiffMeans, RaptorProbe, probe_sweep, transfer_matrix
     from steerlab.report import write_report
-    from steerlab.report.sections_file import save_sections
+    from steerlab.report.sections_file import save_page, save_sections
     from steerlab.steering import logprob_difference, steer
 
     clock = StageClock()
@@ -82,16 +87,22 @@ def _write_demo(out: Path, model: Any, progress: bool) -> dict[str, Any]:
     lap("capture")
 
     cities_train, cities_test = splits["cities"]
-    table = sweep(acts["cities"][0], cities_train.labels, methods=["raptor", "diff_means", "lda", "logistic"],
+    clock.bar = StepBar("probes", ["sweep: 4 methods x every layer", "RaptorProbe on all training cities",
+                                   "transfer across domains"], enabled=progress)  # lap("probes") ends it
+    table = probe_sweep(acts["cities"][0], cities_train.labels, methods=["raptor", "diff_means", "lda", "logistic"],
                   groups=cities_train.groups, stability_runs=3)
+    clock.bar.advance()
     probe = RaptorProbe(Cs=100).fit(acts["cities"][0], cities_train.labels, groups=cities_train.groups)
     held_out = np.asarray(probe.score(acts["cities"][1].values.numpy(), cities_test.labels)).tolist()
     best_layer = int(np.argmax(held_out))
+    clock.bar.advance()
     transfer = transfer_matrix({name: {"train": (acts[name][0].layer(best_layer).numpy(), splits[name][0].labels),
                                        "test": (acts[name][1].layer(best_layer).numpy(), splits[name][1].labels)}
                                 for name in DOMAINS})
     lap("probes")
 
+    clock.bar = StepBar("steering", ["truth: sweep, then held-out flips", "truth: examples",
+                                     "sentiment: CAA vectors", "sentiment: sweep and generations"], enabled=progress)
     neutral = load("demo/topic", split="test").texts[:64]
     calibration = split_by_group(cities_test, "train", test_share=0.5, seed=0)
     test_half = split_by_group(cities_test, "test", test_share=0.5, seed=0)
@@ -99,6 +110,7 @@ def _write_demo(out: Path, model: Any, progress: bool) -> dict[str, Any]:
     # Truth"); RaptorProbe stays the detector. benchmarks/steering_demo.py measures both.
     mass_mean = DiffMeans().fit(acts["cities"][0], cities_train.labels)
     truth = calibrate_truth_steering(adapter, mass_mean, calibration, test_half, neutral, progress=progress)
+    clock.bar.advance()
     examples = []
     if truth.vector is not None:
         # The verdict is read as log P(true word) - log P(false word) after the statement.
@@ -110,14 +122,15 @@ def _write_demo(out: Path, model: Any, progress: bool) -> dict[str, Any]:
         verdict = lambda margin: f"{words[0] if margin > 0 else words[1]} ({float(margin):+.1f})"
         examples = [{"false statement": p, "unsteered verdict (log-odds)": verdict(b),
                      "steered verdict (log-odds)": verdict(a)} for p, b, a in zip(false_prompts, before, after)]
-    sentiment_sweep, sentiment = _sentiment_steering(adapter, neutral, progress)
+    clock.bar.advance()
+    sentiment_sweep, sentiment = _sentiment_steering(adapter, neutral, progress, clock.bar)
     lap("steering")
 
     # The later stages: each returns its metrics and its report sections.
     hallucination, hallucination_sections = run_hallucination_stage(adapter, progress=progress,
                                                                     artifacts=out / "artifacts")
     lap("hallucination")
-    sae, sae_sections = run_sae_stage(adapter, progress=progress)
+    sae, sae_sections = run_demo_sae_stage(adapter, progress=progress)
     lap("sae")
 
     artifacts = out / "artifacts"
@@ -145,10 +158,11 @@ def _write_demo(out: Path, model: Any, progress: bool) -> dict[str, Any]:
     for stage, sections in stages.items():
         save_sections(out, stage, sections)
     lap("report")
-    run_section = [Section("Run", [f"Timings (s): {timings}. Versions: {metrics['versions']}."])]
+    run_section = [run_info_section(timings, metrics["versions"])]
     save_sections(out, "run", run_section)
+    save_page(out, TITLE, INTRO)
     write_report(out / "report.html", TITLE, [s for sections in stages.values() for s in sections] + run_section,
-                 intro=INTRO)
+                 intro=INTRO, metrics=json_ready(metrics))
     write_json(out / "metrics.json", metrics)
     return metrics
 
@@ -172,7 +186,8 @@ def _probe_sections(probes: dict[str, Any], table: Any, transfer: Any) -> list[S
     ]
 
 
-def _sentiment_steering(adapter: Any, neutral: list[str], progress: bool) -> tuple[Any, dict[str, Any]]:
+def _sentiment_steering(adapter: ModelAdapter, neutral: list[str], progress: bool, bar: StepBar | None = None
+                        ) -> tuple[Any, dict[str, Any]]:
     """CAA sentiment vectors at every layer, (layer, alpha) chosen under the KL budget, then generations.
 
     Calibration: the share of "my friend said the {thing} was" prompts (things past the first
@@ -180,7 +195,7 @@ def _sentiment_steering(adapter: Any, neutral: list[str], progress: bool) -> tup
     generations shown use the first :data:`SHOWN_THINGS` things. Returns ``(sweep, metrics)``.
     """
     from steerlab.datasets import load
-    from steerlab.steering import SteeringVector, steer, sweep, word_rate
+    from steerlab.steering import SteeringVector, steer, steering_sweep, word_rate
     from steerlab.steering.evaluation import KL_BUDGET, random_control, word_set_flip_rate
     from steerlab.world import templates
 
@@ -189,10 +204,12 @@ def _sentiment_steering(adapter: Any, neutral: list[str], progress: bool) -> tup
     negative = [t for t, y in zip(train.texts, train.labels) if y == 0][:200]
     vectors = {layer: SteeringVector.from_contrast_pairs(adapter, positive, negative, layer=layer)
                for layer in range(adapter.n_layers)}
+    if bar is not None:
+        bar.advance()
     things = templates.REVIEW_THINGS
     calibration = [f"my friend said the {thing} was" for thing in things[SHOWN_THINGS:]]
     efficacy = word_set_flip_rate(adapter, calibration, templates.POSITIVE_ADJECTIVES, templates.NEGATIVE_ADJECTIVES)
-    result = sweep(adapter, vectors, list(SENTIMENT_ALPHAS), efficacy, neutral, progress=progress)
+    result = steering_sweep(adapter, vectors, list(SENTIMENT_ALPHAS), efficacy, neutral, progress=progress)
     chosen = result.choose(target_efficacy=SENTIMENT_TARGET, kl_budget=KL_BUDGET, control_max=0.2)
     metrics: dict[str, Any] = {"method": "CAA", "pairs": len(positive), "kl_budget": KL_BUDGET,
                                "target": SENTIMENT_TARGET, "qualified": chosen is not None}
@@ -225,7 +242,7 @@ def _sentiment_steering(adapter: Any, neutral: list[str], progress: bool) -> tup
 
 
 def _steering_sections(steering: dict[str, Any], truth: Any, sentiment_sweep: Any) -> list[Section]:
-    from steerlab.pipeline.truth_steering import steering_summary
+    from steerlab.steering.calibration import steering_summary
 
     truth_results = steering["truth"]
     text = steering_summary(truth_results, "mass-mean (difference-of-means)", "true", "false")

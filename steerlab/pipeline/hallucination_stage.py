@@ -36,19 +36,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from steerlab.pipeline.hallucination_methods import CONFIDENT, METHODS, PROBE_INPUTS, SEARCH
 from steerlab.pipeline.hallucination_report import sections
 from steerlab.pipeline.output import StageClock, json_ready
+from steerlab.pipeline.progress import StepBar
+
+if TYPE_CHECKING:
+    from steerlab.models.adapter import ModelAdapter
 
 
 # ---------------------------------------------------------------- computation
 
 
-def run_hallucination_stage(adapter: Any, progress: bool = True, artifacts: str | os.PathLike | None = None,
+def run_hallucination_stage(adapter: ModelAdapter, progress: bool = True, artifacts: str | os.PathLike | None = None,
                             data: tuple[Any, Any] | None = None, max_new_tokens: int = 8
                             ) -> tuple[dict[str, Any], list[Any]]:
     """Run the stage on ``adapter``; returns ``(metrics, report sections)``.
@@ -73,6 +77,8 @@ def run_hallucination_stage(adapter: Any, progress: bool = True, artifacts: str 
     clock = StageClock()
     qa, gen, lab = _answers_and_labels(adapter, progress, data, max_new_tokens)
     clock.lap("generate_capture")
+    clock.bar = StepBar("hallucination stage", ["layer search", "fit probes", "cross-validation", "evaluate",
+                                                "live scoring"], enabled=progress)  # the laps below advance it
     train, test = gen["train"], gen["test"]
     y_train, y_test = lab["train"].token, lab["test"].token
     searches = {name: _search_layer(train, y_train, *read) for name, read in PROBE_INPUTS.items()}
@@ -116,7 +122,7 @@ def run_hallucination_stage(adapter: Any, progress: bool = True, artifacts: str 
     return metrics, sections(metrics, test, y_test, scores, searches["token"])
 
 
-def _answers_and_labels(adapter: Any, progress: bool, data: tuple[Any, Any] | None, max_new_tokens: int
+def _answers_and_labels(adapter: ModelAdapter, progress: bool, data: tuple[Any, Any] | None, max_new_tokens: int
                         ) -> tuple[dict, dict, dict]:
     """Per split (train, test): the questions, the model's greedy answers captured, their labels."""
     from steerlab.datasets import load
@@ -136,7 +142,7 @@ def _search_layer(train: Any, y_train: np.ndarray, state: str, confidence: bool)
     """optuna TPE over the captured layers for an MLP probe on ``features(layer, state, confidence)``
     (validation AUROC on a grouped split of the train answers), with the exhaustive sweep for comparison."""
     from steerlab.hallucination.layer_search import probe_objective, search_layer
-    from steerlab.probes import HallucinationProbe
+    from steerlab.hallucination import HallucinationProbe
 
     objective = probe_objective(HallucinationProbe(), train.all_layer_features(state, confidence), train.layers,
                                 y_train, train.answer_index)
@@ -146,12 +152,12 @@ def _search_layer(train: Any, y_train: np.ndarray, state: str, confidence: bool)
 def _fit_probes(train: Any, y_train: np.ndarray, reads: dict[str, tuple[int, str, bool]], model_name: str
                 ) -> dict[str, Any]:
     """The three probes fitted on the train answers, each on its ``(layer, state, confidence)`` input."""
-    from steerlab.probes import HallucinationProbe, LinearTokenProbe
+    from steerlab.hallucination import HallucinationProbe, LinearTokenProbe
 
     probes = {"mlp": HallucinationProbe(), "mlp_plus": HallucinationProbe(), "linear": LinearTokenProbe()}
     for name, probe in probes.items():
         probe.fit(train.features(*reads[name]), y_train, groups=train.answer_index)
-        probe.layer, probe.site, probe.model_name = reads[name][0], train.site, model_name
+        probe.layer_, probe.site_, probe.model_name_ = reads[name][0], train.site, model_name
     return probes
 
 
@@ -181,7 +187,7 @@ def _train_cross_validation(train: Any, y_train: np.ndarray, read: tuple[int, st
     baselines on the same answers; and the detector's out-of-fold scores ``[n_tokens]``."""
     from steerlab.hallucination.evaluation import (confidence_scores, cross_val_scores, detection_metrics,
                                                    with_output_odds)
-    from steerlab.probes import HallucinationProbe
+    from steerlab.hallucination import HallucinationProbe
 
     probe_alone = cross_val_scores(HallucinationProbe(), train.features(*read).numpy(), y_train, train.answer_index)
     detector = with_output_odds(probe_alone, train.max_prob)
@@ -234,7 +240,7 @@ def _share(flagged: np.ndarray, among: np.ndarray) -> float | None:
     return float(flagged[among].mean()) if among.any() else None
 
 
-def _live_examples(adapter: Any, probe: Any, read: tuple[int, str, bool], test: Any, answer_labels: np.ndarray,
+def _live_examples(adapter: ModelAdapter, probe: Any, read: tuple[int, str, bool], test: Any, answer_labels: np.ndarray,
                    offline: np.ndarray) -> dict[str, Any]:
     """Stream two right and two confidently wrong test answers; compare with the offline scores."""
     from steerlab.hallucination.live import stream_scores

@@ -11,16 +11,23 @@ from typing import Any
 
 
 class StageClock:
-    """Seconds per stage, for ``metrics["timings"]``: call ``lap(name)`` at the end of each stage."""
+    """Seconds per stage, for ``metrics["timings"]``: call ``lap(name)`` at the end of each stage.
+
+    ``bar``: an optional :class:`steerlab.pipeline.progress.StepBar` over the coming laps; each lap
+    advances it, so the terminal names the step that is running.
+    """
 
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
         self._start = time.perf_counter()
+        self.bar: Any = None
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
         self.timings[stage] = round(now - self._start, 2)
         self._start = now
+        if self.bar is not None and self.bar.running is not None:
+            self.bar.advance()
 
 
 def write_json(path: str | os.PathLike, value: Any) -> Path:

@@ -19,7 +19,7 @@ Each stage is a function of its own (``probe_stage``, ``steering_stage``), writi
   efficacy-KL frontier of the report's figure); or ``{"skipped": reason}``;
 * with a ``[hallucination]`` section, ``hallucination`` (schema in
   :mod:`steerlab.pipeline.hallucination_stage`); with ``[sae]``, ``sae`` (see
-  :mod:`steerlab.pipeline.run_sae`);
+  :mod:`steerlab.pipeline.sae_stage`);
 * ``timings`` (seconds per stage), ``versions``.
 
 Example:
@@ -38,14 +38,18 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from steerlab.pipeline.config import ConfigError, RunConfig
 from steerlab.output_folder import check_output, staged_output
-from steerlab.pipeline.output import StageClock, versions, write_json
+from steerlab.pipeline.output import StageClock, json_ready, versions, write_json
+from steerlab.pipeline.progress import StepBar
 from steerlab.report.html import Section
+
+if TYPE_CHECKING:
+    from steerlab.models.adapter import ModelAdapter
 
 
 def load_run_data(config: RunConfig) -> tuple[Any, Any]:
@@ -56,7 +60,7 @@ def load_run_data(config: RunConfig) -> tuple[Any, Any]:
     if data.dataset is not None:
         train, test = load(data.dataset, split="train"), load(data.dataset, split="test")
     else:
-        path = config.resolve(data.file)
+        path = data.file
         reader = from_csv if path.endswith(".csv") else from_jsonl
         full = reader(path, text_column=data.text_column, label_column=data.label_column,
                       group_column=data.group_column, domain=data.concept)
@@ -86,20 +90,25 @@ def _with_verdicts(test: Any, config: RunConfig) -> Any:
     return test
 
 
-def probe_stage(acts_train: Any, acts_test: Any, train: Any, test: Any, config: RunConfig
+def probe_stage(acts_train: Any, acts_test: Any, train: Any, test: Any, config: RunConfig, progress: bool = False
                 ) -> tuple[dict[str, Any], list[Section], dict[str, Any]]:
     """Sweep every method over layers, then fit each on all training rows and score held-out rows.
 
     Returns ``(metrics, sections, {method: fitted probe})``.
     """
-    from steerlab.probes import sweep
+    from steerlab.probes import probe_sweep
     from steerlab.probes.figures import layer_metric_figure
     from steerlab.probes.metrics import auroc
     from steerlab.probes.sweep import make_probe
 
     methods = config.probes.methods
-    table = sweep(acts_train, train.labels, methods=methods, groups=train.groups,
-                  stability_runs=config.probes.stability_runs)
+    bar = StepBar("probes", [f"sweep {m}" for m in methods] + [f"fit {m} on all training rows" for m in methods],
+                  enabled=progress)
+    records = []
+    for method in methods:  # one method at a time, for the bar: the split depends on labels, groups and seed only
+        records += probe_sweep(acts_train, train.labels, methods=[method], groups=train.groups,
+                         stability_runs=config.probes.stability_runs).to_records()
+        bar.advance()
     probes, held_out = {}, []
     test_values = acts_test.values.numpy()
     for method in methods:
@@ -110,9 +119,10 @@ def probe_stage(acts_train: Any, acts_test: Any, train: Any, test: Any, config: 
             held_out.append({"method": name, "layer": layer,
                              "accuracy": float(np.mean((scores[:, slot] > 0) == (test.labels == 1))),
                              "auroc": auroc(test.labels, scores[:, slot])})
+        bar.advance()
     best_layer = {m: max((r for r in held_out if r["method"] == m), key=lambda r: r["accuracy"])["layer"]
                   for m in probes}
-    metrics = {"sweep": table.to_records(), "held_out": held_out, "best_layer": best_layer}
+    metrics = {"sweep": records, "held_out": held_out, "best_layer": best_layer}
     best = ", ".join(f"{m} layer {layer} ({_row(held_out, m, layer)['accuracy']:.2f})" for m, layer in best_layer.items())
     section = Section(
         f"Where the {train.domain} concept lives",
@@ -121,7 +131,7 @@ def probe_stage(acts_train: Any, acts_test: Any, train: Any, test: Any, config: 
          f"{best}. The sweep below is on a group split of the training texts and adds calibration and the "
          "directional stability of each method (RAPTOR)."],
         figures=[layer_metric_figure(held_out, "accuracy", "Held-out accuracy by layer"),
-                 layer_metric_figure(table, "stability", "Directional stability by layer (RAPTOR)")])
+                 layer_metric_figure(records, "stability", "Directional stability by layer (RAPTOR)")])
     return metrics, [section], probes
 
 
@@ -129,11 +139,11 @@ def _row(rows: list[dict[str, Any]], method: str, layer: int) -> dict[str, Any]:
     return next(r for r in rows if r["method"] == method and r["layer"] == layer)
 
 
-def steering_stage(adapter: Any, probe: Any, test: Any, config: RunConfig, progress: bool = True
+def steering_stage(adapter: ModelAdapter, probe: Any, test: Any, config: RunConfig, progress: bool = True
                    ) -> tuple[dict[str, Any], list[Section], Any]:
     """Calibrate (layer, alpha) on half the test rows, report flips and controls on the other half."""
     from steerlab.datasets import split_by_group
-    from steerlab.pipeline.truth_steering import calibrate_truth_steering, steering_summary
+    from steerlab.steering.calibration import calibrate_truth_steering, steering_summary
     from steerlab.sites import resolve_layer
 
     steering = config.steering
@@ -141,10 +151,12 @@ def steering_stage(adapter: Any, probe: Any, test: Any, config: RunConfig, progr
     evaluation = split_by_group(test, "test", test_share=0.5, seed=0)
     neutral = _neutral_texts(config, test)
     layers = None if steering.layers == "all" else [resolve_layer(layer, adapter.n_layers) for layer in steering.layers]
+    bar = StepBar("steering", ["calibrate (layer, alpha), then held-out flips"], enabled=progress)
     result = calibrate_truth_steering(adapter, probe, calibration, evaluation, neutral, alphas=steering.alphas,
                                       layers=layers,
                                       target=steering.target, kl_budget=steering.kl_budget,
                                       control_max=steering.control_max, progress=progress)
+    bar.advance()
     metrics = {"direction": steering.direction, **result.results, "sweep": result.sweep.to_records()}
     positive, negative = test.verdict_words
     metrics["nothing_to_flip"] = all(row["efficacy"] is None or math.isnan(row["efficacy"]) for row in metrics["sweep"])
@@ -170,13 +182,13 @@ def _neutral_texts(config: RunConfig, test: Any) -> list[str]:
         return list(test.texts[:count])
     if source in available():
         return list(load(source, split="test").texts[:count])
-    return read_lines(config.resolve(source))[:count]
+    return read_lines(source)[:count]
 
 
 def load_hallucination_data(config: RunConfig) -> tuple[Any, Any]:
     """``[hallucination]``'s (train, test) questions: demo/qa, or a group split of the configured CSV."""
     settings = config.hallucination
-    return qa_splits(None if settings.file is None else config.resolve(settings.file), settings.question_column,
+    return qa_splits(settings.file, settings.question_column,
                      settings.answer_column, settings.group_column, settings.test_share)
 
 
@@ -195,7 +207,7 @@ def qa_splits(file: str | os.PathLike | None, question_column: str = "question",
     return train, test
 
 
-def _check_layers(adapter: Any, config: RunConfig) -> None:
+def _check_layers(adapter: ModelAdapter, config: RunConfig) -> None:
     """Layer numbers in the config against the model, before anything runs."""
     from steerlab.sites import resolve_layer
 
@@ -221,6 +233,8 @@ def _check_layers(adapter: Any, config: RunConfig) -> None:
 def run_pipeline(config: RunConfig, out: str | os.PathLike | None = None, *, overwrite: bool = False,
                  progress: bool = True, steer: bool = True) -> dict[str, Any]:
     """Run every stage; writes ``metrics.json``, ``artifacts/``, ``sections/`` and ``report.html`` to ``out``."""
+    import torch
+
     import steerlab
 
     clock = StageClock()
@@ -228,18 +242,20 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike | None = None, *, ove
     out = check_output(out or config.output.dir, overwrite)
     train, test = load_run_data(config)
     qa = load_hallucination_data(config) if steer and config.hallucination is not None else None
-    adapter = steerlab.load_model(config.model.name, backend=config.model.backend, device=config.model.device)
+    adapter = steerlab.load_model(config.model.name, backend=config.model.backend, device=config.model.device,
+                                  dtype=None if config.model.dtype is None else getattr(torch, config.model.dtype))
     _check_layers(adapter, config)
     with staged_output(out, overwrite) as work:  # swapped in for `out` only if every stage succeeds
         return _run_stages(work, adapter, config, train, test, qa, clock, progress=progress, steer=steer)
 
 
-def _run_stages(out: Path, adapter: Any, config: RunConfig, train: Any, test: Any, qa: Any, clock: StageClock, *,
+def _run_stages(out: Path, adapter: ModelAdapter, config: RunConfig, train: Any, test: Any, qa: Any, clock: StageClock, *,
                 progress: bool, steer: bool) -> dict[str, Any]:
     """The stages of :func:`run_pipeline`, writing into ``out`` (the staging folder)."""
     import steerlab
     from steerlab.report.html import write_report
-    from steerlab.report.sections_file import save_sections
+    from steerlab.report.run_info import run_info_section
+    from steerlab.report.sections_file import save_page, save_sections
 
     capture = config.capture
     layers = None if capture.layers == "all" else capture.layers
@@ -247,7 +263,7 @@ def _run_stages(out: Path, adapter: Any, config: RunConfig, train: Any, test: An
                                               position=capture.position, batch_size=capture.batch_size,
                                               progress=progress and part is train) for part in (train, test))
     clock.lap("capture")
-    probe_metrics, sections, probes = probe_stage(acts_train, acts_test, train, test, config)
+    probe_metrics, sections, probes = probe_stage(acts_train, acts_test, train, test, config, progress=progress)
     for name, probe in probes.items():
         probe.save(out / "artifacts" / f"probe_{name}")
     save_sections(out, "probes", sections)
@@ -255,7 +271,8 @@ def _run_stages(out: Path, adapter: Any, config: RunConfig, train: Any, test: An
     metrics: dict[str, Any] = {
         "schema": 1, "config": dataclasses.asdict(config),
         "model": {"name": adapter.name, "n_layers": adapter.n_layers, "d_model": adapter.d_model},
-        "data": {"name": train.name, "n_train": len(train), "n_test": len(test)},
+        "data": {"name": train.name, "n_train": len(train), "n_test": len(test),
+                 "test_majority_share": float(max(np.mean(test.labels == 1), np.mean(test.labels != 1)))},
         "probes": probe_metrics,
     }
     if steer and config.steering.direction != "none":
@@ -279,14 +296,22 @@ def _run_stages(out: Path, adapter: Any, config: RunConfig, train: Any, test: An
         sections += more
         clock.lap("hallucination")
     if steer and config.sae is not None:
-        from steerlab.pipeline.run_sae import sae_stage
+        from steerlab.pipeline.sae_stage import run_sae_stage
 
-        metrics["sae"], more = sae_stage(adapter, config, train, test, _neutral_texts(config, test), out)
+        metrics["sae"], more = run_sae_stage(adapter, config, train, test, _neutral_texts(config, test), out,
+                                         progress=progress)
         save_sections(out, "sae", more)
         sections += more
         clock.lap("sae")
     metrics.update(timings=clock.timings, versions=versions())
     write_json(out / "metrics.json", metrics)
-    write_report(out / "report.html", f"steerlab run: {train.name} on {adapter.name}", sections,
-                 intro=f"Config: {config.source}. Metrics: metrics.json; probes and vectors: artifacts/.")
+    # titled for the command that ran: `steerlab probe` runs the probe stage only
+    command = "steerlab run" if steer else "steerlab probe"
+    title = f"{command}: {train.name} on {adapter.name}"
+    intro = (f"Config: {config.source}. " if config.source != command else "") + \
+        "Metrics: metrics.json; probes and vectors: artifacts/."
+    run_section = run_info_section(clock.timings, metrics["versions"])
+    save_sections(out, "run", [run_section])
+    save_page(out, title, intro)
+    write_report(out / "report.html", title, sections + [run_section], intro=intro, metrics=json_ready(metrics))
     return metrics

@@ -7,13 +7,13 @@
   :class:`PairedPCA`, :class:`LogisticDirection`; same interface as RaptorProbe.
 * :class:`GCSProbe`: the Gaussian Concept Subspace baseline of the RAPTOR paper (1,000
   logistic probes on 10% subsamples, one batched solve).
-* :func:`sweep` (every method x every layer), :func:`transfer_matrix` (and
+* :func:`probe_sweep` (every method x every layer), :func:`transfer_matrix` (and
   :func:`transfer_by_layer`) with Mahalanobis
   cosine, :func:`directional_stability`, :func:`penalty_path`, erasure (LEACE, INLP),
   figures, save/load (:func:`load_probe`).
-* Token-level hallucination probes on generated tokens: :class:`HallucinationProbe` (MLP,
-  Liang & Wang, arXiv 2512.20949) and :class:`LinearTokenProbe` (Obeso et al., arXiv
-  2509.03531); the workflow around them is :mod:`steerlab.hallucination`.
+* Token-level hallucination probes live with their losses and workflow in
+  :mod:`steerlab.hallucination` (``HallucinationProbe``, ``LinearTokenProbe``); they share
+  this package's estimator base (:class:`BinaryClassifier`), metrics and input checks.
 
 Nothing here imports transformers, TransformerLens or nnsight; plotly and
 concept-erasure load on first use.
@@ -27,18 +27,18 @@ Example:
 """
 
 from steerlab.probes.base import LinearProbe, load_probe
+from steerlab.probes.estimator import BinaryClassifier
 from steerlab.probes.directions import LDA, DiffMeans, Direction, PairedPCA
 from steerlab.probes.erasure import (INLPEraser, LeaceEraser, erase_from_domains, inlp_rounds_curve,
                                      probe_after_erasure)
 from steerlab.probes.figures import (layer_metric_figure, penalty_tradeoff_figure, projection_figure, transfer_heatmap,
                                      transfer_scatter)
 from steerlab.probes.gcs import GCSProbe
-from steerlab.probes.hallucination import HallucinationProbe, LinearTokenProbe, TokenProbe
 from steerlab.probes.metrics import (TemperatureScaler, accuracy, auroc, expected_calibration_error, fit_temperature,
                                     recall_at_fpr, roc_curve)
 from steerlab.probes.raptor import LogisticDirection, RaptorProbe, c_grid
 from steerlab.probes.stability import PenaltyPath, StabilityResult, directional_stability, penalty_path
-from steerlab.probes.sweep import METHODS, SweepResult, sweep
+from steerlab.probes.sweep import METHODS, ProbeSweep, probe_sweep
 from steerlab.probes.synthetic import make_teacher_student
 from steerlab.probes.transfer import (LayerTransfer, TransferResult, linear_fit_r2, mahalanobis_cosine,
                                       transfer_by_layer, transfer_matrix)
@@ -47,14 +47,14 @@ from steerlab.probes.validation import NotFittedError, ProbeInputError
 MassMean = DiffMeans  # the name used in "The Geometry of Truth"
 
 __all__ = [
-    "DiffMeans", "Direction", "GCSProbe", "HallucinationProbe", "INLPEraser", "LDA", "LayerTransfer", "LeaceEraser",
+    "BinaryClassifier", "DiffMeans", "Direction", "GCSProbe", "INLPEraser", "LDA", "LayerTransfer", "LeaceEraser",
     "LinearProbe",
-    "LinearTokenProbe", "LogisticDirection", "METHODS", "MassMean", "NotFittedError", "PairedPCA", "PenaltyPath",
-    "ProbeInputError", "RaptorProbe", "StabilityResult", "SweepResult", "TemperatureScaler", "TokenProbe",
+    "LogisticDirection", "METHODS", "MassMean", "NotFittedError", "PairedPCA", "PenaltyPath",
+    "ProbeInputError", "RaptorProbe", "StabilityResult", "ProbeSweep", "TemperatureScaler",
     "TransferResult", "accuracy", "auroc", "c_grid", "directional_stability", "erase_from_domains",
     "expected_calibration_error",
     "fit_temperature", "inlp_rounds_curve", "layer_metric_figure", "linear_fit_r2", "load_probe", "make_teacher_student",
     "mahalanobis_cosine", "penalty_path", "penalty_tradeoff_figure", "probe_after_erasure", "projection_figure",
-    "recall_at_fpr", "roc_curve", "sweep", "transfer_by_layer", "transfer_heatmap", "transfer_matrix",
+    "recall_at_fpr", "roc_curve", "probe_sweep", "transfer_by_layer", "transfer_heatmap", "transfer_matrix",
     "transfer_scatter",
 ]

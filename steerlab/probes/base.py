@@ -3,7 +3,7 @@
 A fitted probe holds, per layer, a raw-activation-space linear score
 ``decision_function(h) = intercept_ + coef_ . h`` (a logit), its unit direction
 ``concept_vector_ = coef_ / ||coef_||`` and where the activations came from
-(``layers_``, ``site``, ``model_name``, ``position``; None for plain arrays). Fitted on
+(``layers_``, ``site_``, ``model_name_``, ``position_``; None for plain arrays). Fitted on
 ``[n, d]`` the attributes are ``coef_ [d]``, ``intercept_`` float; fitted on
 ``[n, n_layers, d]`` they are ``coef_ [n_layers, d]``, ``intercept_ [n_layers]``.
 
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from steerlab.probes.estimator import BinaryClassifier
 from steerlab.probes.validation import (ActivationInfo, ProbeInputError, as_activation_tensor, as_groups,
                                         check_fitted, check_labels, check_layer, check_width)
 
@@ -40,13 +41,19 @@ if TYPE_CHECKING:
 _REGISTRY: dict[str, type["LinearProbe"]] = {}
 
 
-class LinearProbe:
-    """Base class: sklearn-style ``fit``/``predict``/``predict_proba``/``decision_function``/``score``.
+class LinearProbe(BinaryClassifier):
+    """Base class: a scikit-learn estimator (``fit``/``predict``/``predict_proba``/``decision_function``/``score``).
 
-    Fitted attributes: ``coef_``, ``intercept_``, ``concept_vector_``, ``classes_``,
-    ``mean_``/``scale_`` (the standardisation used, or None), ``d_model_``, ``n_layers_``
-    (None for a 2-D fit), ``layers_``, ``site``, ``model_name``, ``position``,
-    ``metrics_`` (dict), ``fit_seconds_``.
+    ``__init__`` only stores parameters, so ``sklearn.base.clone``, ``GridSearchCV``,
+    ``cross_val_score`` and pipelines work on 2-D inputs; ``get_params`` / ``set_params`` come from
+    ``BaseEstimator``. Fitted attributes: ``coef_``, ``intercept_``, ``concept_vector_``,
+    ``classes_``, ``mean_``/``scale_`` (the standardisation used, or None), ``d_model_``,
+    ``n_layers_`` (None for a 2-D fit), ``activation_norm_`` (the median ``||h||`` of the training rows,
+    per layer: the vector's ``typical_norm`` in :meth:`SteeringVector.from_probe
+    <steerlab.steering.SteeringVector.from_probe>`), ``metrics_`` (dict), ``fit_seconds_``, and where the
+    activations came from: ``layers_``, ``site_``, ``model_name_``, ``model_provenance_``,
+    ``position_`` (None for plain arrays). Before ``fit`` they are absent and scoring raises
+    scikit-learn's ``NotFittedError``.
     """
 
     _fitted_arrays: ClassVar[tuple[str, ...]] = ()  # extra per-layer arrays (leading axis n_layers), saved
@@ -56,31 +63,9 @@ class LinearProbe:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
 
-    def __init__(self, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, *, device: str | torch.device = "cpu", dtype: str = "float32"):
         self.device = device
         self.dtype = dtype
-        self.coef_: np.ndarray | None = None
-        self.layers_: list[int] | None = None
-        self.site: str | None = None
-        self.model_name: str | None = None
-        self.model_provenance: dict[str, Any] | None = None
-        self.position: Any = None
-        self.metrics_: dict[str, Any] = {}
-
-    # ------------------------------------------------------------ parameters
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor arguments (sklearn convention)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def clone(self, **overrides: Any) -> "LinearProbe":
-        """An unfitted copy with the same parameters, some replaced."""
-        return type(self)(**{**self.get_params(), **overrides})
-
-    def _param_names(self) -> list[str]:
-        import inspect
-
-        return [name for name in inspect.signature(type(self).__init__).parameters if name != "self"]
 
     # ------------------------------------------------------------ fitting
 
@@ -97,8 +82,11 @@ class LinearProbe:
         groups = as_groups(groups, len(values))
         per_layer = values.ndim == 3
         X3 = rearrange(values, "n l d -> l n d").contiguous() if per_layer else values[None]  # layer-major for bmm
+        self.metrics_ = {}  # subclasses' _fit_layers add theirs
         coef, intercept = self._fit_layers(X3.to(self.device), y01, groups)
         coef, intercept = coef.detach().cpu().numpy(), intercept.detach().cpu().numpy()  # keeps the fit dtype
+        # the scale of the rows the direction came from: a steering alpha in "norm units" multiplies it
+        self.activation_norm_ = X3.to(torch.float64).norm(dim=-1).median(dim=1).values.cpu().numpy()  # [L]
         self._set_fitted(coef, intercept, per_layer, info)
         self.fit_seconds_ = time.perf_counter() - start
         return self
@@ -114,8 +102,8 @@ class LinearProbe:
     def _record_source(self, info: ActivationInfo) -> None:
         """Where the training activations came from: model (and a GGUF model's provenance), site, layers, position."""
         self.layers_ = info.layers
-        self.site, self.model_name, self.position = info.site, info.model_name, info.position
-        self.model_provenance = info.model_provenance
+        self.site_, self.model_name_, self.position_ = info.site, info.model_name, info.position
+        self.model_provenance_ = info.model_provenance
 
     def _set_fitted(self, coef: np.ndarray, intercept: np.ndarray, per_layer: bool, info: ActivationInfo) -> None:
         norms = np.linalg.norm(coef, axis=-1, keepdims=True)
@@ -126,9 +114,10 @@ class LinearProbe:
         self.concept_vector_ = unit if per_layer else unit[0]
         self.n_layers_ = coef.shape[0] if per_layer else None
         self.d_model_ = coef.shape[-1]
+        self.n_features_in_ = self.d_model_  # scikit-learn's name for the input width
         self._record_source(info)
         if not per_layer:  # squeeze the per-layer helpers of 2-D fits
-            for name in ("mean_", "scale_", *self._fitted_arrays):
+            for name in ("mean_", "scale_", "activation_norm_", *self._fitted_arrays):
                 value = getattr(self, name, None)
                 if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == 1:
                     setattr(self, name, value[0].item() if value.ndim == 1 else value[0])
@@ -148,7 +137,7 @@ class LinearProbe:
         if self.n_layers_ == 1 and values.ndim == 2:  # a one-layer per-layer probe also scores [n, d]
             values = values[:, None]
             return self.decision_function(values)[:, 0]
-        check_width(values, self.d_model_, self.n_layers_)
+        check_width(values, self.d_model_, self.n_layers_, type(self).__name__)
         h = values.numpy()
         coef = np.asarray(self.coef_, dtype=np.float64)
         scores = np.einsum("nld,ld->nl", h, coef) if h.ndim == 3 else h @ coef
@@ -172,7 +161,7 @@ class LinearProbe:
         correct = predicted == (y[:, None] if predicted.ndim == 2 else y)
         return correct.mean(0) if predicted.ndim == 2 else float(correct.mean())
 
-    def layer(self, layer: int) -> "LinearProbe":
+    def at_layer(self, layer: int) -> "LinearProbe":
         """The probe of one layer (a model layer number when ``layers_`` is known, else a slot) as a 2-D probe."""
         self._check_fitted()
         if self.n_layers_ is None:
@@ -187,8 +176,6 @@ class LinearProbe:
                            for k, v in self.metrics_.items()}
         single.n_layers_ = None
         single.layers_ = [self.layers_[slot]] if self.layers_ else None
-        single.site, single.model_name, single.position = self.site, self.model_name, self.position
-        single.model_provenance = self.model_provenance
         return single
 
     # ------------------------------------------------------------ persistence
@@ -203,13 +190,14 @@ class LinearProbe:
 
         self._check_fitted()
         tensors = {name: torch.as_tensor(np.asarray(getattr(self, name), dtype=np.float32))
-                   for name in ("coef_", "intercept_", "concept_vector_", "mean_", "scale_", *self._fitted_arrays,
+                   for name in ("coef_", "intercept_", "concept_vector_", "mean_", "scale_", "activation_norm_",
+                                *self._fitted_arrays,
                                 *self._saved_arrays)
                    if getattr(self, name, None) is not None}
         params = {name: value for name, value in self.get_params().items() if name not in ("device", "dtype")}
-        metadata = {"class": type(self).__name__, "params": _jsonable(params), "model": self.model_name,
-                    "model_provenance": self.model_provenance,
-                    "site": self.site, "layers": self.layers_, "position": self.position, "d_model": self.d_model_,
+        metadata = {"class": type(self).__name__, "params": _jsonable(params), "model": self.model_name_,
+                    "model_provenance": self.model_provenance_,
+                    "site": self.site_, "layers": self.layers_, "position": self.position_, "d_model": self.d_model_,
                     "n_layers": self.n_layers_, "classes": self.classes_.tolist(),
                     "chosen_C": _jsonable(getattr(self, "C_", None)), "metrics": _jsonable(self.metrics_),
                     "standardized": getattr(self, "mean_", None) is not None}
@@ -235,9 +223,9 @@ class LinearProbe:
             value = tensor.numpy()
             setattr(probe, name, float(value) if value.ndim == 0 else value)
         probe.classes_ = np.asarray(meta["classes"])
-        probe.layers_, probe.site, probe.model_name, probe.position = (meta["layers"], meta["site"], meta["model"],
-                                                                       meta["position"])
-        probe.model_provenance = meta.get("model_provenance")
+        probe.layers_, probe.site_, probe.model_name_, probe.position_ = (meta["layers"], meta["site"], meta["model"],
+                                                                           meta["position"])
+        probe.model_provenance_ = meta.get("model_provenance")
         probe.d_model_, probe.n_layers_, probe.metrics_ = meta["d_model"], meta["n_layers"], meta["metrics"]
         if meta.get("chosen_C") is not None:
             probe.C_ = np.asarray(meta["chosen_C"]) if isinstance(meta["chosen_C"], list) else meta["chosen_C"]
@@ -256,20 +244,26 @@ class LinearProbe:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k not in ("device", "dtype"))
         head = f"{type(self).__name__}({params})"
-        if self.coef_ is None:
+        if not hasattr(self, "coef_"):
             return head + "  [not fitted]"
         where = f"layers={self.layers_}" if self.layers_ else (
             f"{self.n_layers_} layers" if self.n_layers_ else "1 layer")
-        source = f" of {self.model_name!r} {self.site} {self.position!r}" if self.model_name else ""
+        source = f" of {self.model_name_!r} {self.site_} {self.position_!r}" if self.model_name_ else ""
         extra = "".join(f", {k}={_short(v)}" for k, v in self._repr_fitted().items())
         return f"{head}\n  fitted{source}: {where}, d={self.d_model_}{extra}"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, str]:
+        """Jupyter shows the text repr above (with the fitted summary), not scikit-learn's parameter diagram."""
+        return {"text/plain": repr(self)}
 
     def _repr_fitted(self) -> dict[str, Any]:
         return {k: v for k, v in self.metrics_.items() if isinstance(v, (int, float, np.ndarray))}
 
 
 def load_probe(path: str | os.PathLike) -> LinearProbe:
-    """Load any saved probe or direction (token-level hallucination probes too); the class is read from the metadata.
+    """Load any saved linear probe or direction; the class is read from the metadata.
+
+    Token-level hallucination probes load with ``steerlab.hallucination.TokenProbe.load(path)``.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -279,12 +273,11 @@ def load_probe(path: str | os.PathLike) -> LinearProbe:
         >>> np.allclose(load_probe(path).coef_, p.coef_)
         True
     """
-    from steerlab.artifacts import artifact_kind
+    from steerlab.artifacts import artifact_error, artifact_kind, artifact_paths
 
-    if artifact_kind(path) == "token_probe":  # validates the JSON; the loaders validate the rest
-        from steerlab.probes.hallucination import TokenProbe
-
-        return TokenProbe.load(path)
+    if artifact_kind(path) == "token_probe":  # validates the JSON; the loader validates the rest
+        raise artifact_error(artifact_paths(path)[1], "holds a token-level hallucination probe: load it with "
+                             "steerlab.hallucination.TokenProbe.load(path).")
     return LinearProbe.load(path)
 
 

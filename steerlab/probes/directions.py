@@ -70,7 +70,7 @@ class DiffMeans(Direction):
         [1.0, 0.0]
     """
 
-    def __init__(self, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, *, device: str | torch.device = "cpu", dtype: str = "float32"):
         super().__init__(device=device, dtype=dtype)
 
     def _direction(self, X: torch.Tensor, y01: np.ndarray, groups: np.ndarray | None) -> torch.Tensor:
@@ -92,7 +92,7 @@ class LDA(Direction):
     _fitted_arrays = ("shrinkage_",)  # [n_layers, 2]: Ledoit-Wolf weight per class
 
     def __init__(self, shrinkage: float | str = "auto", *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32):
+                 dtype: str = "float32"):
         super().__init__(device=device, dtype=dtype)
         self.shrinkage = shrinkage
 
@@ -166,7 +166,7 @@ class PairedPCA(Direction):
     class 1 is paired with the k-th of class 0.
     """
 
-    def __init__(self, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, *, device: str | torch.device = "cpu", dtype: str = "float32"):
         super().__init__(device=device, dtype=dtype)
 
     def _direction(self, X: torch.Tensor, y01: np.ndarray, groups: np.ndarray | None) -> torch.Tensor:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from steerlab.probes.base import LinearProbe
 from steerlab.probes.metrics import accuracy, auroc
@@ -39,8 +40,10 @@ from steerlab.probes.validation import (ProbeInputError, as_activation_matrix, a
 _ONE_LAYER = "erasure works on one layer: select it, e.g. X[:, layer_slot] or acts.layer(l)"
 
 
-class LeaceEraser:
-    """LEACE fitted on ``X [n, d]`` and labels; ``transform(X)`` erases the concept (concept-erasure package)."""
+class LeaceEraser(TransformerMixin, BaseEstimator):
+    """LEACE fitted on ``X [n, d]`` and labels; ``transform(X)`` erases the concept (concept-erasure package).
+
+    A scikit-learn transformer: it goes in a ``Pipeline`` before a probe."""
 
     def fit(self, X: Any, y: Any) -> "LeaceEraser":
         """Fit on one layer's rows ``X [n, d]`` and binary labels ``y [n]``."""
@@ -56,15 +59,17 @@ class LeaceEraser:
         """``X [n, d]`` with the concept erased."""
         check_fitted(self, "eraser_")
         values = as_activation_matrix(X, torch.float64, _ONE_LAYER)
-        check_width(values, self.d_model_, None)
+        check_width(values, self.d_model_, None, type(self).__name__)
         return self.eraser_(values).numpy()
 
     def __repr__(self) -> str:
         return f"LeaceEraser({'fitted' if hasattr(self, 'eraser_') else 'not fitted'})"
 
 
-class INLPEraser:
-    """INLP: ``n_iterations`` rounds of "fit a linear probe, remove its direction".
+class INLPEraser(TransformerMixin, BaseEstimator):
+    """INLP: ``n_iterations`` rounds of "fit a linear probe, remove its direction" (a scikit-learn transformer).
+
+    ``probe``: the linear probe refitted each round (default: ``LogisticDirection(C=1.0)``).
 
     Fitted attributes: ``directions_`` ``[n_iterations, d]`` orthonormal removed directions,
     ``accuracies_`` training accuracy of each round's probe (it falls to chance).
@@ -72,21 +77,22 @@ class INLPEraser:
 
     def __init__(self, n_iterations: int = 10, probe: LinearProbe | None = None):
         self.n_iterations = n_iterations
-        self.probe = probe or LogisticDirection(C=1.0)
+        self.probe = probe
 
     def fit(self, X: Any, y: Any) -> "INLPEraser":
         """Fit on one layer's rows ``X [n, d]`` and binary labels ``y [n]``."""
         check_number(self.n_iterations, "n_iterations", minimum=1, integer=True)
-        check_estimator(self.probe)
+        probe = LogisticDirection(C=1.0) if self.probe is None else self.probe
+        check_estimator(probe)
         values = as_activation_matrix(X, torch.float64, _ONE_LAYER)
         y01, _ = check_labels(y, len(values))
         current = values.numpy()
         basis: list[np.ndarray] = []
         self.accuracies_ = []
         for _ in range(self.n_iterations):
-            probe = self.probe.clone().fit(current, y01)
-            self.accuracies_.append(accuracy(y01, probe.decision_function(current)))
-            direction = np.asarray(probe.coef_, dtype=np.float64)
+            fitted = probe.clone().fit(current, y01)
+            self.accuracies_.append(accuracy(y01, fitted.decision_function(current)))
+            direction = np.asarray(fitted.coef_, dtype=np.float64)
             for previous in basis:  # keep the removed directions orthonormal
                 direction = direction - (direction @ previous) * previous
             norm = np.linalg.norm(direction)
@@ -105,7 +111,7 @@ class INLPEraser:
         """``X [n, d]`` minus its projection on the removed directions."""
         check_fitted(self, "directions_")
         values = as_activation_matrix(X, torch.float64, _ONE_LAYER)
-        check_width(values, self.directions_.shape[1], None)
+        check_width(values, self.directions_.shape[1], None, type(self).__name__)
         return self._project(values.numpy(), self.directions_)
 
     def __repr__(self) -> str:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def layer_metric_figure(result: Any, metric: str = "accuracy", title: str | None = None) -> "go.Figure":
-    """One line per method: ``metric`` against layer, from a :class:`SweepResult` or its records."""
+    """One line per method: ``metric`` against layer, from a :class:`ProbeSweep` or its records."""
     import plotly.graph_objects as go
 
     rows = result.to_records() if hasattr(result, "to_records") else list(result)

@@ -68,7 +68,7 @@ class GCSProbe(Direction):
     def __init__(self, n_probes: int = 1000, subsample: float = 0.1, C: float = 1.0, ring: float = 1.0,
                  n_samples: int = 1000, random_state: int = 0, tol: float = 1e-4, max_iter: int = 500, *,
                  max_batch_bytes: float = 2 ** 28, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32):
+                 dtype: str = "float32"):
         super().__init__(device=device, dtype=dtype)
         self.n_probes = n_probes
         self.subsample = subsample

@@ -106,7 +106,7 @@ class RaptorProbe(LinearProbe):
 
     def __init__(self, Cs: int | Sequence[float] = 100, *, val_fraction: float = 0.2, random_state: int = 0,
                  refit_scaler: str = "train", tol: float = 1e-4, max_iter: int = 500, window: int = 10,
-                 solver: str = "auto", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+                 solver: str = "auto", device: str | torch.device = "cpu", dtype: str = "float32"):
         super().__init__(device=device, dtype=dtype)
         self.Cs = Cs
         self.val_fraction = val_fraction
@@ -229,7 +229,7 @@ class RaptorProbe(LinearProbe):
             return np.stack([f.concept_vector_ for f in fits])
         runs, (n_rows, n_layers, d) = len(orders), (len(orders[0]), X3.shape[1], X3.shape[2])
         index = torch.as_tensor(np.stack(orders), device=X3.device)  # [runs, n_rows]
-        labels = torch.as_tensor(y01, dtype=self.dtype, device=X3.device)[index]  # [runs, n_rows]
+        labels = torch.as_tensor(y01, dtype=X3.dtype, device=X3.device)[index]  # [runs, n_rows]
         chunk = max(1, int(max_batch_bytes // (runs * n_rows * d * X3.element_size())))
         directions = np.empty((runs, n_layers, d), dtype=np.float32)
         for first in range(0, n_layers, chunk):
@@ -273,10 +273,15 @@ class LogisticDirection(RaptorProbe):
         [0, 0, 1, 1]
     """
 
+    # RaptorProbe's other settings, fixed here: one C needs no validation split
+    val_fraction, random_state, refit_scaler, window, solver = 0.2, 0, "train", 10, "auto"
+
     def __init__(self, C: float = 1.0, *, tol: float = 1e-5, max_iter: int = 500,
-                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-        super().__init__(Cs=[C], tol=tol, max_iter=max_iter, device=device, dtype=dtype)
+                 device: str | torch.device = "cpu", dtype: str = "float32"):
+        LinearProbe.__init__(self, device=device, dtype=dtype)  # only stores parameters (sklearn's contract)
         self.C = C
+        self.tol = tol
+        self.max_iter = max_iter
 
     def _grid(self) -> np.ndarray:
         """``[C]``, read at fit time (so a changed ``probe.C`` is used), checked as a positive finite number."""

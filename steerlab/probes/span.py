@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from steerlab.probes.logistic_operators import FeatureOperator, KernelOperator
+from steerlab.probes.logistic_operators import FeatureOperator, KernelOperator, _matmul
 
 
 def scaler(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,6 +36,12 @@ def scaler(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = X.mean(1)
     scale = X.std(1, correction=0)
     return mean, torch.where(scale > 1e-12 * (1 + mean.abs()), scale, torch.ones_like(scale))
+
+
+def rows_scaler(X: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`scaler` of the ``rows`` of ``X [B, n, d]``, one element at a time (no copy of all the chosen rows)."""
+    parts = [scaler(X[b, rows][None]) for b in range(X.shape[0])]
+    return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
 
 
 class SolverSpace:
@@ -52,18 +58,16 @@ class SolverSpace:
         self.X, self.train = X, train
         B, n, d = X.shape
         if mean is None:
-            mean, scale = scaler(X[:, train])
+            mean, scale = rows_scaler(X, train)
         self.mean, self.scale = mean, scale
         self.kind = ("kernel" if len(train) < d else "primal") if kind == "auto" else kind
         self.n, self.d = n, d
         if self.kind == "kernel":
             self.G, self.column_norm = _gram(X, mean, scale)  # [B, n, n] of the standardised rows, [B]
         else:
-            standardized = self.standardized()
-            rows = standardized[:, train]
-            eigvals, self.V = symmetric_eigh(rows.transpose(1, 2) @ rows / len(train))
+            eigvals, self.V = symmetric_eigh(_train_covariance(X, train, mean, scale))
             self.curvature = eigvals.clamp_min(0)  # [B, d]: the diagonal of Z^T Z / n_train
-            self.Z = standardized @ self.V  # [B, n, d]
+            self.Z = _rotated(X, mean, scale, self.V)  # [B, n, d]
 
     def standardized(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, n', d]``: the (chosen) rows standardised."""
@@ -120,6 +124,25 @@ class SolverSpace:
             return None
         w_std = coef * self.scale[:, None]
         return torch.cat([w_std @ self.V, (intercept + (coef * self.mean[:, None]).sum(-1))[..., None]], -1)
+
+
+def _train_covariance(X: torch.Tensor, train: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``[B, d, d]``: ``Z^T Z / n_train`` of the standardised training rows, one element at a time (on CPU
+    numpy's ``A.T @ A``, a symmetric rank-k update)."""
+    B, _, d = X.shape
+    out = X.new_empty(B, d, d)
+    for b in range(B):
+        rows = (X[b, train] - mean[b]) / scale[b]
+        out[b] = _matmul(rows.T, rows) / len(train)
+    return out
+
+
+def _rotated(X: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """``[B, n, d]``: the standardised rows of ``X`` in the eigenbasis ``V [B, d, d]``, one element at a time."""
+    out = X.new_empty(X.shape[0], X.shape[1], V.shape[-1])
+    for b in range(X.shape[0]):
+        out[b] = _matmul((X[b] - mean[b]) / scale[b], V[b])
+    return out
 
 
 def _gram(X: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,9 +1,9 @@
 """``sweep``: every probe method at every layer on the same splits, as a tidy table.
 
 Example:
-    >>> from steerlab.probes import make_teacher_student, sweep
+    >>> from steerlab.probes import make_teacher_student, probe_sweep
     >>> X, y, _ = make_teacher_student(300, 8, n_layers=3, seed=0)       # [n, 3, d]
-    >>> result = sweep(X, y, methods=["diff_means", "raptor"], stability_runs=0)
+    >>> result = probe_sweep(X, y, methods=["diff_means", "raptor"], stability_runs=0)
     >>> len(result.to_records()), sorted(result.best_layers())
     (6, ['diff_means', 'raptor'])
 """
@@ -72,7 +72,7 @@ def _check_sweep_params(test_fraction: float, seed: int, stability_runs: int, ca
 
 
 @dataclass
-class SweepResult:
+class ProbeSweep:
     """Rows (one per layer and method; keys in ``COLUMNS``), the fitted probes per method
     (``[n_layers]`` probes fitted together) and the split indices used."""
 
@@ -126,9 +126,9 @@ def _cell(value: Any) -> str:
     return f"{'' if value is None else value!s:>11}"
 
 
-def sweep(activations: Any, labels: Any, methods: Sequence[str | LinearProbe] = ("raptor", "diff_means", "lda", "logistic"),
+def probe_sweep(activations: Any, labels: Any, methods: Sequence[str | LinearProbe] = ("raptor", "diff_means", "lda", "logistic"),
           groups: Any = None, test_fraction: float = 0.2, seed: int = 0, stability_runs: int = 5,
-          calibrate: bool = True, calibration_fraction: float = 0.2) -> SweepResult:
+          calibrate: bool = True, calibration_fraction: float = 0.2) -> ProbeSweep:
     """Fit each method at every layer on one train split, score on one test split.
 
     Args:
@@ -141,7 +141,7 @@ def sweep(activations: Any, labels: Any, methods: Sequence[str | LinearProbe] = 
         calibrate: hold out ``calibration_fraction`` of the training split to fit a temperature per
             layer and report ``ece_calibrated`` (temperature scaling) beside the raw ``ece``.
     Returns:
-        :class:`SweepResult`; ``fit_seconds`` is a method's batched all-layer fit time divided by the layers.
+        :class:`ProbeSweep`; ``fit_seconds`` is a method's batched all-layer fit time divided by the layers.
     """
     probes_to_fit = make_probes(methods)
     _check_sweep_params(test_fraction, seed, stability_runs, calibrate, calibration_fraction)
@@ -183,6 +183,6 @@ def sweep(activations: Any, labels: Any, methods: Sequence[str | LinearProbe] = 
         probe.metrics_ = {**probe.metrics_, "test_accuracy": np.array(
             [r["accuracy"] for r in rows if r["method"] == name]), "test_auroc": np.array(
             [r["auroc"] for r in rows if r["method"] == name])}
-    return SweepResult(rows, probes, train, test)
+    return ProbeSweep(rows, probes, train, test)
 
 

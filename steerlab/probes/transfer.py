@@ -232,7 +232,7 @@ class LayerTransfer:
     def at(self, layer: int) -> TransferResult:
         """The :class:`TransferResult` of one layer (a model layer number, as in ``layers``)."""
         slot = check_layer(layer, self.layers, len(self.layers))
-        probes = {name: probe.layer(probe.layers_[slot] if probe.layers_ else slot)
+        probes = {name: probe.at_layer(probe.layers_[slot] if probe.layers_ else slot)
                   for name, probe in self.probes.items()}
         return TransferResult(self.domains, self.train_domains, self.auroc[slot], self.mahalanobis_cosine[slot],
                               self.cosine[slot], probes)

@@ -35,19 +35,17 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 
 class ProbeInputError(ValueError):
     """Data or a parameter a probe cannot use; the message says what is wrong and how to fix it."""
 
 
-class NotFittedError(ValueError, AttributeError, RuntimeError):
-    """A fitted-only method was called before ``fit``.
-
-    The bases of scikit-learn's ``sklearn.exceptions.NotFittedError`` (``ValueError``,
-    ``AttributeError``) without importing scikit-learn; ``RuntimeError`` is kept for callers
-    that caught the earlier type.
-    """
+class NotFittedError(SklearnNotFittedError, RuntimeError):
+    """A fitted-only method was called before ``fit``: scikit-learn's ``NotFittedError`` (so
+    ``except sklearn.exceptions.NotFittedError`` catches it); ``RuntimeError`` is kept for callers
+    that caught the earlier type."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +108,7 @@ def _check_finite(values: torch.Tensor | np.ndarray, name: str, fix: str) -> Non
             raise ProbeInputError(f"{name} holds NaN or inf values (first bad rows: {rows}): {fix}")
 
 
-def as_activation_tensor(X: Any, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ActivationInfo]:
+def as_activation_tensor(X: Any, dtype: torch.dtype | str = torch.float32) -> tuple[torch.Tensor, ActivationInfo]:
     """``X`` as a finite float tensor ``[n, d]`` or ``[n, n_layers, d]``, plus its provenance."""
     info = ActivationInfo()
     if hasattr(X, "values") and hasattr(X, "layers") and hasattr(X, "site"):  # an Activations object
@@ -130,7 +128,7 @@ def as_activation_tensor(X: Any, dtype: torch.dtype = torch.float32) -> tuple[to
     if 0 in tensor.shape[1:]:
         raise ProbeInputError(f"X has shape {tuple(tensor.shape)}: no features (d=0) or no layers; pass the "
                               "captured activations.")
-    tensor = tensor.to(dtype)
+    tensor = tensor.to(torch_dtype(dtype))
     _check_finite(tensor, "X", "drop or repair those rows (e.g. recapture in float32; bfloat16/float16 "
                                "activations can overflow).")
     return tensor, info
@@ -287,17 +285,27 @@ def check_fitted(estimator: Any, attribute: str, fit_call: str = "fit(X, y)") ->
         raise NotFittedError(f"This {type(estimator).__name__} is not fitted yet: call {fit_call} first.")
 
 
-def check_width(X: torch.Tensor, d_model: int, n_layers: int | None) -> None:
-    """Refuse activations whose width or layer count differs from what the probe was fitted on."""
-    if X.shape[-1] != d_model:
-        raise ProbeInputError(f"X has width d={X.shape[-1]} but the probe was fitted on d={d_model}: "
-                              "use activations of the same model and site.")
+def torch_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """``torch.float32`` from ``"float32"`` (probes store dtypes as strings: scikit-learn's parameter checks) or as is."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype).removeprefix("torch."), None)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise ProbeInputError(f"dtype={dtype!r} is not a torch floating dtype: pass e.g. 'float32' or 'float64'.")
+    return value
+
+
+def check_width(X: torch.Tensor, d_model: int, n_layers: int | None, owner: str = "the probe") -> None:
+    """Refuse activations whose width or layer count differs from what ``owner`` was fitted on."""
+    if X.shape[-1] != d_model:  # scikit-learn's wording, then the fix
+        raise ProbeInputError(f"X has {X.shape[-1]} features, but {owner} is expecting {d_model} features as input "
+                              f"(it was fitted on width d={d_model}): use activations of the same model and site.")
     if n_layers is not None and X.ndim == 3 and X.shape[1] != n_layers:
         raise ProbeInputError(f"X has {X.shape[1]} layers but the probe was fitted on {n_layers}: "
-                              "pass the same layers, or select one with probe.layer(i).")
+                              "pass the same layers, or select one with probe.at_layer(i).")
     if n_layers is not None and X.ndim == 2:
         raise ProbeInputError(f"This probe holds {n_layers} layers, so X must be [n, {n_layers}, d]: "
-                              "pass all layers, or select one with probe.layer(i).")
+                              "pass all layers, or select one with probe.at_layer(i).")
     if n_layers is None and X.ndim == 3:
         raise ProbeInputError("This probe was fitted on one layer, so X must be [n, d], not [n, n_layers, d].")
 

@@ -3,7 +3,7 @@
 * loading and checks: :func:`load_sae` (local dir, the shipped demo SAE, the SAE shipped for a
   real model such as ``load_sae("smollm2-135m-instruct", model=model)``, or a hub release);
 * training on steerlab's captured activations with sae-lens' ``SAETrainer``:
-  :func:`train_sae`, :func:`train_sae_on_activations`, ``python -m steerlab.sae.train``;
+  :func:`train_sae`, :func:`train_sae_on_activations` (command line: ``steerlab train-sae MODEL``);
 * quality: :func:`sae_quality` (explained variance, L0, dead and dense latents, CE loss spliced in);
 * every helper leaves each text's first token out by default (``skip_first=True``: the attention
   sink, see :mod:`steerlab.sae.activations`);
@@ -35,12 +35,13 @@ Example:
 from steerlab.lazy_exports import lazy_exports
 
 _MODULES = {
-    "activations": ("encode", "latents", "site_activations"),
+    "activations": ("encode_latents", "latents", "site_activations"),
     "alignment": ("decoder_cosines", "reconstruction_curve", "top_aligned"),
     "compare": ("compare_methods",),
     "concepts": ("Concept", "sentiment_concept", "truth_concept"),
     "editing": ("sae_edit", "sae_splice"),
-    "feature_probes": ("SparseProbe", "choose_k", "chosen_k_held_out", "k_sparse_curve", "latent_aurocs"),
+    "feature_probes": ("SparseProbe", "choose_k", "chosen_k_held_out", "cv_held_out_flag", "k_sparse_curve",
+                       "latent_aurocs"),
     "feature_views": ("FeatureView", "decoder_logit_lens", "feature_section", "feature_view", "write_feature_page"),
     "loading": ("check_sae", "demo_sae_path", "load_sae", "sae_point", "shipped_demo_saes", "shipped_model_sae_path"),
     "quality": ("sae_quality",),

@@ -13,13 +13,13 @@ Pass ``skip_first=False`` only for an SAE trained on every position.
 
 Example:
     >>> acts = site_activations(model, sae, ["the food was great ."])          # doctest: +SKIP
-    >>> acts.shape, encode(sae, acts).shape                                   # doctest: +SKIP
+    >>> acts.shape, encode_latents(sae, acts).shape                                   # doctest: +SKIP
     (torch.Size([5, 128]), torch.Size([5, 512]))
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -27,8 +27,12 @@ from steerlab.capture import capture
 from steerlab.sae.loading import sae_point
 from steerlab.sites import SitePoint
 
+if TYPE_CHECKING:
+    from sae_lens import SAE
+    from steerlab.models.adapter import ModelLike
 
-def site_activations(model: Any, sae: Any, texts: Sequence[str], position: str | int = "all",
+
+def site_activations(model: ModelLike, sae: SAE, texts: Sequence[str], position: str | int = "all",
                      skip_first: bool = True, batch_size: int = 64) -> torch.Tensor:
     """Activations at the SAE's hook: ``[n_texts, d_model]``, or ``[n_tokens, d_model]`` for ``"all"``.
 
@@ -38,7 +42,7 @@ def site_activations(model: Any, sae: Any, texts: Sequence[str], position: str |
     return _capture(model, sae, texts, position, skip_first, batch_size)[0]
 
 
-def token_rows(model: Any, sae: Any, texts: Sequence[str], skip_first: bool = True, batch_size: int = 64
+def token_rows(model: ModelLike, sae: SAE, texts: Sequence[str], skip_first: bool = True, batch_size: int = 64
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every token's activation with where it came from (``sae`` may also be a :class:`SitePoint`).
 
@@ -56,7 +60,7 @@ def tokenizer_adds_bos(tokenizer: Any) -> bool:
     return bool(ids) and ids[0] == bos
 
 
-def _capture(model: Any, sae: Any, texts: Sequence[str], position: str | int, skip_first: bool, batch_size: int):
+def _capture(model: ModelLike, sae: SAE, texts: Sequence[str], position: str | int, skip_first: bool, batch_size: int):
     point = sae if isinstance(sae, SitePoint) else sae_point(sae)
     acts = capture(model, list(texts), layers=[point.layer], site=point.site, position=position,
                    batch_size=batch_size, progress=False)
@@ -68,7 +72,7 @@ def _capture(model: Any, sae: Any, texts: Sequence[str], position: str | int, sk
 
 
 @torch.no_grad()
-def encode(sae: Any, activations: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+def encode_latents(sae: SAE, activations: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
     """``sae.encode`` in chunks: ``[n, d_in]`` -> ``[n, d_sae]`` latents (no gradient)."""
     weight = sae.W_enc
     chunks = [sae.encode(activations[start:start + batch_size].to(weight.device, weight.dtype)).float().cpu()
@@ -76,8 +80,8 @@ def encode(sae: Any, activations: torch.Tensor, batch_size: int = 8192) -> torch
     return torch.cat(chunks) if chunks else torch.zeros(0, sae.cfg.d_sae)
 
 
-def latents(model: Any, sae: Any, texts: Sequence[str], position: str | int = "last",
+def latents(model: ModelLike, sae: SAE, texts: Sequence[str], position: str | int = "last",
             skip_first: bool = True) -> torch.Tensor:
     """SAE latents of each text at ``position``: ``[n_texts, d_sae]`` (``[n_tokens, d_sae]`` for ``"all"``,
     without each text's first token when ``skip_first``)."""
-    return encode(sae, site_activations(model, sae, texts, position=position, skip_first=skip_first))
+    return encode_latents(sae, site_activations(model, sae, texts, position=position, skip_first=skip_first))

@@ -20,9 +20,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
 
 KS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -40,7 +43,7 @@ def _direction(direction: Any) -> torch.Tensor:
     return direction
 
 
-def decoder_cosines(sae: Any, direction: Any) -> torch.Tensor:
+def decoder_cosines(sae: SAE, direction: Any) -> torch.Tensor:
     """``[d_sae]``: cosine of ``direction`` ``[d_in]`` with each decoder row ``W_dec[f]``."""
     W_dec = sae.W_dec.detach().float().cpu()
     direction = _direction(direction)
@@ -50,14 +53,14 @@ def decoder_cosines(sae: Any, direction: Any) -> torch.Tensor:
     return _unit(W_dec) @ _unit(direction)
 
 
-def top_aligned(sae: Any, direction: Any, k: int = 10) -> dict[str, torch.Tensor]:
+def top_aligned(sae: SAE, direction: Any, k: int = 10) -> dict[str, torch.Tensor]:
     """The ``k`` features with the largest |cosine|: ``{"feature": [k], "cosine": [k]}`` (signed cosines)."""
     cosines = decoder_cosines(sae, direction)
     order = cosines.abs().argsort(descending=True)[:k]
     return {"feature": order, "cosine": cosines[order]}
 
 
-def reconstruction_curve(sae: Any, direction: Any, ks: Sequence[int] = KS) -> list[dict[str, float]]:
+def reconstruction_curve(sae: SAE, direction: Any, ks: Sequence[int] = KS) -> list[dict[str, float]]:
     """Rows ``{k, r2, norm_fraction}``: the direction fit by least squares on its k best-aligned decoder rows.
 
     ``r2 = 1 - ||v - D_k^T c||^2 / ||v||^2``; ``norm_fraction = ||D_k^T c|| / ||v||`` (the length of

@@ -17,7 +17,7 @@ For each method, a unit direction at the SAE's site:
 Detection: held-out AUROC (probe logit; projection for diff_means and random; the latent's
 own activation for SAE features). Steering (Wu et al., "AxBench"): each direction is added
 at every token but the first (the attention sink, which the SAE hooks and output scores also
-leave alone: :data:`STEER_POSITIONS`) with the largest alpha whose KL on neutral text stays
+leave alone: :data:`AFTER_SINK_POSITIONS`) with the largest alpha whose KL on neutral text stays
 within a common budget (:data:`KL_BUDGET`, 0.1 nats per token), then the concept's efficacy is
 measured, beside a same-norm random direction at the same alpha (``control_efficacy``). Matching
 KL, not alpha, compares methods at equal damage; a row whose KL could not be brought within
@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from steerlab.probes import DiffMeans, RaptorProbe
 from steerlab.probes.metrics import auroc
-from steerlab.sae.activations import encode, site_activations, token_rows
+from steerlab.sae.activations import encode_latents, site_activations, token_rows
 from steerlab.sae.alignment import decoder_cosines
 from steerlab.sae.concepts import Concept
 from steerlab.sae.feature_probes import latent_aurocs
@@ -53,35 +53,39 @@ from steerlab.steering.injection import steer
 from steerlab.steering.metrics import kl_divergence, token_logprobs
 from steerlab.steering.vector import SteeringVector
 
+if TYPE_CHECKING:
+    from sae_lens import SAE
+    from steerlab.models.adapter import ModelLike
+
 # KL_BUDGET (0.1 nats per token on neutral text): the damage every method is allowed (stage, benchmark, notebook)
 KL_TOLERANCE = 0.2  # a row is "matched" when |kl - budget| <= KL_TOLERANCE * budget
-STEER_POSITIONS = (1, None)  # steer from token 1 on: token 0 is the attention sink (BOS on the demo model)
+AFTER_SINK_POSITIONS = (1, None)  # steer from token 1 on: token 0 is the attention sink (BOS on the demo model)
 CONTROL_SEED = 1  # the same-norm random control at each row's alpha (seed 0 is the "random" method's direction)
 CHANCE_MARGIN = 0.05  # |AUROC - 0.5| below this reads as "does not detect"
 METHODS = ("raptor", "diff_means", "sae_aligned", "sae_auroc", "sae_output", "random")
 ALL_METHODS = ("raptor", "diff_means", "sae_aligned", "sae_auroc", "sae_input", "sae_output", "random")
 
 
-def _unit(vector: Any) -> torch.Tensor:
+def _unit(vector: SteeringVector) -> torch.Tensor:
     vector = torch.as_tensor(np.asarray(vector), dtype=torch.float32).reshape(-1)
     return vector / vector.norm().clamp_min(1e-12)
 
 
-def kl_at(model: Any, vector: SteeringVector, alpha: float, neutral_texts: Sequence[str],
+def kl_at(model: ModelLike, vector: SteeringVector, alpha: float, neutral_texts: Sequence[str],
           reference: list[torch.Tensor]) -> float:
     """KL(unsteered || steered) per token on neutral text with ``vector`` added at ``alpha``; raises if not finite.
 
     One forward per call: the reference path that :func:`kls_at` batches.
     """
-    with steer(model, vector, alpha=alpha, positions=STEER_POSITIONS):
+    with steer(model, vector, alpha=alpha, positions=AFTER_SINK_POSITIONS):
         kl = kl_divergence(reference, token_logprobs(model, neutral_texts))
     _check_finite(kl, alpha, vector)
     return kl
 
 
-def kls_at(model: Any, settings: Sequence[tuple[SteeringVector, float]], neutral_texts: Sequence[str]) -> list[float]:
+def kls_at(model: ModelLike, settings: Sequence[tuple[SteeringVector, float]], neutral_texts: Sequence[str]) -> list[float]:
     """KL per token on neutral text for every ``(vector, alpha)``, in batched forwards; raises if one is not finite."""
-    rows = evaluate_many(model, settings, None, neutral_texts, positions=STEER_POSITIONS)
+    rows = evaluate_many(model, settings, None, neutral_texts, positions=AFTER_SINK_POSITIONS)
     for row, (vector, alpha) in zip(rows, settings):
         _check_finite(row.kl, alpha, vector)
     return [row.kl for row in rows]
@@ -170,7 +174,7 @@ def search_alpha_sequential(kl: Callable[[float], float], kl_budget: float, alph
     return low
 
 
-def alphas_for_kl(model: Any, vectors: Sequence[SteeringVector], kl_budget: float, neutral_texts: Sequence[str],
+def alphas_for_kl(model: ModelLike, vectors: Sequence[SteeringVector], kl_budget: float, neutral_texts: Sequence[str],
                   alpha_max: float = 16.0, steps: int = 7) -> list[tuple[float, float, bool]]:
     """Per vector, ``(alpha, kl, matched)``: the largest alpha (multisection, :func:`search_alphas`) whose KL on
     neutral text stays within ``kl_budget``, for every vector in the same batched forwards.
@@ -192,7 +196,7 @@ def alphas_for_kl(model: Any, vectors: Sequence[SteeringVector], kl_budget: floa
     return results
 
 
-def alpha_for_kl(model: Any, vector: SteeringVector, kl_budget: float, neutral_texts: Sequence[str],
+def alpha_for_kl(model: ModelLike, vector: SteeringVector, kl_budget: float, neutral_texts: Sequence[str],
                  reference: list[torch.Tensor] | None = None, alpha_max: float = 16.0, steps: int = 7
                  ) -> tuple[float, float, bool]:
     """``(alpha, kl, matched)`` for one vector: :func:`alphas_for_kl` (``reference`` is not needed any more)."""
@@ -206,7 +210,7 @@ def _oriented_random(d_model: int, x_train: torch.Tensor, y_train: Any, seed: in
     return -direction if train_auroc < 0.5 else direction
 
 
-def _last_and_later_tokens(model: Any, sae: Any, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _last_and_later_tokens(model: ModelLike, sae: SAE, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One capture of every token: ``(last token [n_texts, d], later tokens [n, d], their text index [n])``.
 
     "Later" tokens are all but each text's first (the attention sink) - input scores' rows.
@@ -230,7 +234,7 @@ def _output_pool(n: int, live: np.ndarray, rankings: Sequence[np.ndarray], seed:
     return sorted(pool)
 
 
-def method_directions(model: Any, sae: Any, concept: Concept, seed: int = 0, output_candidates: int | None = None
+def method_directions(model: ModelLike, sae: SAE, concept: Concept, seed: int = 0, output_candidates: int | None = None
                       ) -> tuple[dict[str, dict], dict[str, Any]]:
     """``{method: {"direction": [d], "feature": int|None, "test_scores": [n_test]}}`` plus the feature-level data used.
 
@@ -241,13 +245,13 @@ def method_directions(model: Any, sae: Any, concept: Concept, seed: int = 0, out
     """
     x_train, token_acts, text_index = _last_and_later_tokens(model, sae, concept.train.texts)
     x_test = site_activations(model, sae, concept.test.texts, position="last")
-    z_train, z_test = encode(sae, x_train), encode(sae, x_test)
+    z_train, z_test = encode_latents(sae, x_train), encode_latents(sae, x_test)
     y_train = concept.train.labels
     raptor = RaptorProbe(Cs=30).fit(x_train.numpy(), y_train)
     diff_means = DiffMeans().fit(x_train.numpy(), y_train)
     train_auroc = latent_aurocs(z_train, y_train)
     cosines = decoder_cosines(sae, diff_means.coef_).numpy()
-    z_tokens = encode(sae, token_acts)  # [n_tokens, d_sae]
+    z_tokens = encode_latents(sae, token_acts)  # [n_tokens, d_sae]
     inputs = input_scores(z_tokens, np.asarray(y_train)[text_index.numpy()])
     live = (z_tokens > 0).any(dim=0).numpy()  # features that fire somewhere in the concept's texts
     by_input_order = np.lexsort((-train_auroc, -np.nan_to_num(inputs, nan=-np.inf)))  # input score, then AUROC
@@ -281,7 +285,7 @@ def method_directions(model: Any, sae: Any, concept: Concept, seed: int = 0, out
     return directions, features
 
 
-def compare_methods(model: Any, sae: Any, concept: Concept, neutral_texts: Sequence[str],
+def compare_methods(model: ModelLike, sae: SAE, concept: Concept, neutral_texts: Sequence[str],
                     kl_budget: float = KL_BUDGET, methods: Sequence[str] = METHODS,
                     output_candidates: int | None = None) -> dict[str, Any]:
     """Detection AUROC and steering efficacy at matched KL for every method of ``methods`` (of :data:`ALL_METHODS`).
@@ -313,7 +317,7 @@ def compare_methods(model: Any, sae: Any, concept: Concept, neutral_texts: Seque
     controls = [random_control(vector, seed=CONTROL_SEED) for vector in vectors]
     measured = evaluate_many(model, [(vector, alpha) for vector, (alpha, _, _) in zip(vectors, found)]
                              + [(control, alpha) for control, (alpha, _, _) in zip(controls, found)],
-                             concept.efficacy, neutral_texts, positions=STEER_POSITIONS)
+                             concept.efficacy, neutral_texts, positions=AFTER_SINK_POSITIONS)
     rows = []
     for index, (method, (alpha, kl, matched)) in enumerate(zip(methods, found)):
         entry, control = directions[method], measured[len(methods) + index]

@@ -13,11 +13,14 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from steerlab.datasets import load
 from steerlab.steering.evaluation import flip_rate, word_set_flip_rate
 from steerlab.world import templates as tp
+
+if TYPE_CHECKING:
+    from steerlab.models.adapter import ModelLike
 
 
 @dataclass
@@ -43,7 +46,7 @@ class Concept:
     negative_words: Sequence[str]
 
 
-def truth_concept(model: Any) -> Concept:
+def truth_concept(model: ModelLike) -> Concept:
     """Truth of city statements: efficacy = share of held-out false statements the model rejects
     that steering flips to the "true" verdict."""
     train, test = load("demo/cities", split="train"), load("demo/cities", split="test")
@@ -53,7 +56,7 @@ def truth_concept(model: Any) -> Concept:
                    (test.verdict_words[0],), (test.verdict_words[1],))
 
 
-def sentiment_concept(model: Any) -> Concept:
+def sentiment_concept(model: ModelLike) -> Concept:
     """Sentiment of reviews: efficacy = share of "we hated the {thing} , it was" prompts (negative
     context, so the model expects a negative adjective) flipped to a positive adjective."""
     prompts = [f"we {verb} the {thing} , it was" for verb in tp.NEGATIVE_VERBS for thing in tp.REVIEW_THINGS]

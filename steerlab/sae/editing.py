@@ -31,12 +31,16 @@ from __future__ import annotations
 
 import contextlib
 import operator
-from typing import Any, Callable, Iterator, Mapping, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Union
 
 import torch
 
 from steerlab.sae.loading import check_sae
 from steerlab.steering.injection import Positions, _check_positions, select_positions
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+    from steerlab.models.adapter import ModelLike
 
 LatentEdit = Union[float, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -50,7 +54,7 @@ def _apply_edits(latents: torch.Tensor, edits: Mapping[int, LatentEdit]) -> torc
     return edited
 
 
-def _check_edits(sae: Any, edits: Mapping[int, LatentEdit]) -> dict[int, LatentEdit]:
+def _check_edits(sae: SAE, edits: Mapping[int, LatentEdit]) -> dict[int, LatentEdit]:
     """``edits`` with plain-int keys (numpy / torch integers accepted); raise on anything else or out of range."""
     checked = {}
     for feature, change in edits.items():
@@ -65,7 +69,7 @@ def _check_edits(sae: Any, edits: Mapping[int, LatentEdit]) -> dict[int, LatentE
     return checked
 
 
-def _site_function(sae: Any, edits: Mapping[int, LatentEdit], keep_error: bool, tracker: Any,
+def _site_function(sae: SAE, edits: Mapping[int, LatentEdit], keep_error: bool, tracker: Any,
                    positions: Positions, skip_first: bool) -> Callable[[torch.Tensor], torch.Tensor]:
     """The hook: ``h`` ``[batch, pos, d_model]`` with the selected tokens (not the first when ``skip_first``)
     run through the SAE."""
@@ -89,7 +93,7 @@ def _site_function(sae: Any, edits: Mapping[int, LatentEdit], keep_error: bool, 
 
 
 @contextlib.contextmanager
-def _through_sae(model: Any, sae: Any, edits: Mapping[int, LatentEdit], keep_error: bool,
+def _through_sae(model: ModelLike, sae: SAE, edits: Mapping[int, LatentEdit], keep_error: bool,
                  positions: Positions, skip_first: bool) -> Iterator[None]:
     point = check_sae(sae, model)
     edits = _check_edits(sae, edits)
@@ -104,7 +108,7 @@ def _through_sae(model: Any, sae: Any, edits: Mapping[int, LatentEdit], keep_err
 
 
 @contextlib.contextmanager
-def sae_splice(model: Any, sae: Any, positions: Positions = "all", skip_first: bool = True) -> Iterator[None]:
+def sae_splice(model: ModelLike, sae: SAE, positions: Positions = "all", skip_first: bool = True) -> Iterator[None]:
     """Replace the SAE's site by its reconstruction on every forward inside the block (error dropped).
 
     ``positions`` as in :func:`steerlab.steer`; the first token is left as it is unless
@@ -115,7 +119,7 @@ def sae_splice(model: Any, sae: Any, positions: Positions = "all", skip_first: b
 
 
 @contextlib.contextmanager
-def sae_edit(model: Any, sae: Any, edits: Mapping[int, LatentEdit], positions: Positions = "all",
+def sae_edit(model: ModelLike, sae: SAE, edits: Mapping[int, LatentEdit], positions: Positions = "all",
              keep_error: bool = True, skip_first: bool = True) -> Iterator[None]:
     """Edit SAE latents on every forward inside the block, keeping the reconstruction error.
 

@@ -36,6 +36,7 @@ from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from steerlab.probes.estimator import BinaryClassifier
 from steerlab.probes.metrics import auroc, sigmoid
 from steerlab.probes.validation import NotFittedError, ProbeInputError, as_activation_tensor, check_labels
 
@@ -50,7 +51,7 @@ def _latent_matrix(latents: Any) -> np.ndarray:
     tensor, _ = as_activation_tensor(latents)
     if tensor.ndim != 2:
         raise ProbeInputError(f"Latents must be [n, d_sae], got shape {tuple(tensor.shape)}: encode one "
-                              "layer's activations (steerlab.sae.encode) per call.")
+                              "layer's activations (steerlab.sae.encode_latents) per call.")
     return tensor.numpy()
 
 
@@ -87,7 +88,7 @@ def selection_scores(latents: Any, labels: Any, selection: str = "mean_diff") ->
     raise ValueError(f"Unknown selection {selection!r}: choose one of {', '.join(SELECTIONS)}.")
 
 
-class SparseProbe:
+class SparseProbe(BinaryClassifier):
     """A logistic probe on the ``k`` latents chosen on the training data (sklearn conventions).
 
     Args:
@@ -101,18 +102,22 @@ class SparseProbe:
     """
 
     def __init__(self, k: int = 1, selection: str = "mean_diff", C: float = 1.0):
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}.")
-        if selection not in SELECTIONS:
-            raise ValueError(f"Unknown selection {selection!r}: choose one of {', '.join(SELECTIONS)}.")
-        self.k, self.selection, self.C = k, selection, C
+        self.k = k
+        self.selection = selection
+        self.C = C
 
-    def fit(self, latents: Any, labels: Any) -> "SparseProbe":
-        Z = _latent_matrix(latents)
+    def fit(self, X: Any, y: Any) -> "SparseProbe":
+        """Choose the ``k`` latents on the SAE latents ``X [n, d_sae]`` and fit a logistic regression on them."""
+        if not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {self.k!r}.")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"Unknown selection {self.selection!r}: choose one of {', '.join(SELECTIONS)}.")
+        Z = _latent_matrix(X)
+        self.n_features_in_ = Z.shape[1]
         if self.k > Z.shape[1]:
             raise ProbeInputError(f"k={self.k} but the latents have only {Z.shape[1]} columns: "
                                   f"pass k <= {Z.shape[1]}.")
-        y, self.classes_ = _binary_labels(labels, len(Z))
+        y, self.classes_ = _binary_labels(y, len(Z))
         self.features_ = np.argsort(-selection_scores(Z, y, self.selection), kind="stable")[: self.k]
         chosen = Z[:, self.features_]  # [n, k]
         self.mean_, self.scale_ = chosen.mean(axis=0), chosen.std(axis=0) + 1e-6
@@ -127,7 +132,11 @@ class SparseProbe:
     def decision_function(self, latents: Any) -> np.ndarray:
         """``[n]`` logits (positive: ``classes_[1]``)."""
         self._check_fitted()
-        chosen = _latent_matrix(latents)[:, self.features_]
+        Z = _latent_matrix(latents)
+        if Z.shape[1] != self.n_features_in_:
+            raise ProbeInputError(f"X has {Z.shape[1]} features, but SparseProbe is expecting {self.n_features_in_} "
+                                  "features as input (latents of the SAE it was fitted on): encode with the same SAE.")
+        chosen = Z[:, self.features_]
         return ((chosen - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
 
     def predict_proba(self, latents: Any) -> np.ndarray:
@@ -137,12 +146,13 @@ class SparseProbe:
 
     def predict(self, latents: Any) -> np.ndarray:
         """``[n]`` predicted labels, from ``classes_``."""
+        self._check_fitted()
         return self.classes_[(self.decision_function(latents) > 0).astype(np.int64)]
 
-    def score(self, latents: Any, labels: Any) -> float:
-        """Accuracy (labels checked against ``classes_``)."""
-        logits = self.decision_function(latents)
-        y = _binary_labels(labels, len(logits), self.classes_)[0]
+    def score(self, X: Any, y: Any) -> float:
+        """Accuracy on latents ``X [n, d_sae]`` (labels ``y`` checked against ``classes_``)."""
+        logits = self.decision_function(X)
+        y = _binary_labels(y, len(logits), self.classes_)[0]
         return float(((logits > 0) == (y == 1)).mean())
 
     def auroc(self, latents: Any, labels: Any) -> float:
@@ -202,13 +212,24 @@ def chosen_k_held_out(train_latents: Any, train_labels: Any, test_latents: Any, 
     test_auroc, test_accuracy = probe.auroc(test_latents, test_labels), probe.score(test_latents, test_labels)
     gap = test_auroc - chosen["cv_auroc"]
     agrees = bool(abs(gap) <= tolerance)
-    flag = "" if agrees else (
-        f"CV and held-out disagree: k={chosen['k']} has CV AUROC {chosen['cv_auroc']:.3f} on the train split but "
-        f"{test_auroc:.3f} held out (gap {gap:+.3f}, tolerance {tolerance}): "
-        + ("the held-out split is the honest number (the train folds share something the held-out rows do not: "
-           "entities, templates, or a memorised fact)." if gap < 0 else
-           "the held-out split is easier than the train folds; read both with their sizes in mind."))
+    flag = cv_held_out_flag(chosen["k"], chosen["cv_auroc"], test_auroc, tolerance)
     if flag:
         warnings.warn(flag, UserWarning, stacklevel=2)
     return {"k": chosen["k"], "folds": chosen["folds"], "cv_auroc": chosen["cv_auroc"], "test_auroc": test_auroc,
             "test_accuracy": test_accuracy, "gap": gap, "agrees": agrees, "flag": flag}
+
+
+def cv_held_out_flag(k: int, cv_auroc: float, test_auroc: float, tolerance: float = CV_HELD_OUT_TOLERANCE) -> str:
+    """``""`` when ``|test_auroc - cv_auroc| <= tolerance``, else the sentence that flags the disagreement.
+
+    The check behind :func:`chosen_k_held_out`, for results computed elsewhere (e.g. a saved benchmark's
+    chosen k and the held-out AUROC of that k).
+    """
+    gap = test_auroc - cv_auroc
+    if abs(gap) <= tolerance:
+        return ""
+    return (f"CV and held-out disagree: k={k} has CV AUROC {cv_auroc:.3f} on the train split but "
+            f"{test_auroc:.3f} held out (gap {gap:+.3f}, tolerance {tolerance}): "
+            + ("the held-out split is the honest number (the train folds share something the held-out rows do not: "
+               "entities, templates, or a memorised fact)." if gap < 0 else
+               "the held-out split is easier than the train folds; read both with their sizes in mind."))

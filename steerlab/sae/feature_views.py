@@ -27,14 +27,18 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
 from steerlab.models.tokenization import encode as tokenize_texts
-from steerlab.sae.activations import encode, token_rows
+from steerlab.sae.activations import encode_latents, token_rows
 from steerlab.sae.loading import check_sae
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+    from steerlab.models.adapter import ModelLike
 
 WINDOW = (12, 3)  # tokens shown before and after each context's peak
 
@@ -69,7 +73,7 @@ class FeatureView:
                 f"{self.n_tokens} tokens, top contexts peak at [{peaks}], promotes [{promoted}])")
 
 
-def _feature_index(sae: Any, feature: Any) -> int:
+def _feature_index(sae: SAE, feature: Any) -> int:
     try:
         index = operator.index(feature)
     except TypeError:
@@ -79,7 +83,7 @@ def _feature_index(sae: Any, feature: Any) -> int:
     return index
 
 
-def _unembedding(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _unembedding(model: ModelLike) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(W_U [vocab, d_model], final-norm gain [d_model] or None)`` of a transformers model."""
     hf_model = getattr(model, "hf_model", None)
     if hf_model is None or hf_model.get_output_embeddings() is None:
@@ -98,7 +102,7 @@ def _unembedding(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 @torch.no_grad()
-def decoder_logit_lens(model: Any, sae: Any, feature: int, n: int = 10
+def decoder_logit_lens(model: ModelLike, sae: SAE, feature: int, n: int = 10
                        ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     """``(promoted, suppressed)``: the ``n`` tokens with the largest and smallest ``W_U @ (gain * W_dec[f])``.
 
@@ -116,7 +120,7 @@ def decoder_logit_lens(model: Any, sae: Any, feature: int, n: int = 10
             [(decode([int(i)]), float(-v)) for v, i in zip(bottom.values, bottom.indices)])
 
 
-def feature_view(model: Any, sae: Any, feature: int, texts: Sequence[str], top: int = 10,
+def feature_view(model: ModelLike, sae: SAE, feature: int, texts: Sequence[str], top: int = 10,
                  window: tuple[int, int] = WINDOW, n_logits: int = 10, skip_first: bool = True,
                  batch_size: int = 32) -> FeatureView:
     """The top-activating contexts of latent ``feature`` over ``texts`` and its decoder row's logit lens.
@@ -136,7 +140,7 @@ def feature_view(model: Any, sae: Any, feature: int, texts: Sequence[str], top: 
     if not texts:
         raise ValueError("feature_view needs texts to look for activations in: pass a list of strings.")
     acts, text_index, token_index = token_rows(model, sae, texts, skip_first=skip_first, batch_size=batch_size)
-    values = encode(sae, acts)[:, feature]  # [n_tokens]
+    values = encode_latents(sae, acts)[:, feature]  # [n_tokens]
     ids = tokenize_texts(model.tokenizer, texts, max_length=model.context_length)
     order = torch.argsort(values, descending=True)
     contexts, seen = [], set()

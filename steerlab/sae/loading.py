@@ -22,9 +22,12 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steerlab.sites import SitePoint
+
+if TYPE_CHECKING:
+    from steerlab.models.adapter import ModelLike
 
 DEMO_SAE_ENV_VAR = "STEERLAB_DEMO_SAE"
 DEMO_SAE_DEFAULT = "topk-blocks.2.hook_resid_post"
@@ -61,7 +64,7 @@ def shipped_model_sae_path(model_name: str) -> Path:
     return shipped_path(SHIPPED_MODEL_SAES[model_name])
 
 
-def sae_point(sae: Any) -> SitePoint:
+def sae_point(sae: SAE) -> SitePoint:
     """The :class:`SitePoint` of an SAE's ``cfg.metadata.hook_name`` (a TransformerLens hook name)."""
     hook_name = sae.cfg.metadata.hook_name
     if not hook_name:
@@ -71,7 +74,7 @@ def sae_point(sae: Any) -> SitePoint:
     return SitePoint.parse(hook_name)
 
 
-def check_sae(sae: Any, model: Any = None, *, site: str | None = None, layer: int | None = None) -> SitePoint:
+def check_sae(sae: SAE, model: ModelLike = None, *, site: str | None = None, layer: int | None = None) -> SitePoint:
     """Raise a ValueError if ``sae`` does not fit ``model`` (width, layer count) or the expected site/layer.
 
     Warns (UserWarning) when the SAE records a ``cfg.metadata.model_name`` other than ``model.name``:
@@ -101,7 +104,7 @@ def check_sae(sae: Any, model: Any = None, *, site: str | None = None, layer: in
     return point
 
 
-def _warn_on_other_model_name(sae: Any, model: Any) -> None:
+def _warn_on_other_model_name(sae: SAE, model: ModelLike) -> None:
     """UserWarning when the SAE's recorded ``model_name`` (if any) differs from ``model.name``."""
     trained_on = getattr(sae.cfg.metadata, "model_name", None)
     if trained_on and getattr(model, "name", None) and trained_on != model.name:
@@ -110,7 +113,7 @@ def _warn_on_other_model_name(sae: Any, model: Any) -> None:
                       "copy of it), or load the SAE trained on this model.", UserWarning, stacklevel=3)
 
 
-def load_sae(source: str | os.PathLike | tuple[str, str], *, model: Any = None, site: str | None = None,
+def load_sae(source: str | os.PathLike | tuple[str, str], *, model: ModelLike = None, site: str | None = None,
              layer: int | None = None, device: str | None = None) -> Any:
     """Load a sae-lens SAE and check it against ``model`` / ``site`` / ``layer`` when given.
 
@@ -140,7 +143,7 @@ def load_sae(source: str | os.PathLike | tuple[str, str], *, model: Any = None, 
         text = os.fspath(source)
         if text == "demo" or text.startswith("demo/"):
             path = demo_sae_path(text.removeprefix("demo").removeprefix("/") or DEMO_SAE_DEFAULT)
-            hint = (f"Train it with `python -m steerlab.sae.train --out {path}` (see assets/demo-sae/README.md), "
+            hint = (f"Train it with `steerlab train-sae demo --layer 2 --out {path}` (see assets/demo-sae/README.md), "
                     f"or point ${DEMO_SAE_ENV_VAR} at a trained copy. Shipped: {shipped_demo_saes()}.")
         elif text in SHIPPED_MODEL_SAES:
             path = shipped_model_sae_path(text)
@@ -160,7 +163,7 @@ def load_sae(source: str | os.PathLike | tuple[str, str], *, model: Any = None, 
     return sae
 
 
-def _default_device(model: Any) -> str:
+def _default_device(model: ModelLike) -> str:
     """The model's device as a string (``"cuda:0"``, ``"cpu"``...), or ``"cpu"`` without a model."""
     device = getattr(model, "device", None) if model is not None else None
     return "cpu" if device is None else str(device)

@@ -24,22 +24,26 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from steerlab.sae.activations import encode, site_activations
+from steerlab.sae.activations import encode_latents, site_activations
 from steerlab.sae.editing import sae_splice
 from steerlab.sae.loading import check_sae
 from steerlab.steering.metrics import mean_nll, token_logprobs
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+    from steerlab.models.adapter import ModelLike
 
 DENSE_FREQUENCY = 0.1  # a latent active on more than this share of tokens counts as dense
 
 
 @torch.no_grad()
-def reconstruction_metrics(sae: Any, activations: torch.Tensor) -> dict[str, float]:
+def reconstruction_metrics(sae: SAE, activations: torch.Tensor) -> dict[str, float]:
     """Explained variance, MSE, L0, dead and dense fractions of ``activations`` ``[n_tokens, d_in]``."""
-    latents = encode(sae, activations)  # [n_tokens, d_sae]
+    latents = encode_latents(sae, activations)  # [n_tokens, d_sae]
     reconstruction = torch.cat([sae.decode(latents[i:i + 8192].to(sae.W_dec.device, sae.W_dec.dtype)).float().cpu()
                                 for i in range(0, len(latents), 8192)])  # [n_tokens, d_in] on CPU
     x = activations.float()
@@ -52,7 +56,7 @@ def reconstruction_metrics(sae: Any, activations: torch.Tensor) -> dict[str, flo
             "dense_fraction": float((frequency > DENSE_FREQUENCY).float().mean()), "n_tokens": len(x)}
 
 
-def ce_losses(model: Any, sae: Any, texts: Sequence[str], skip_first: bool = True) -> dict[str, float]:
+def ce_losses(model: ModelLike, sae: SAE, texts: Sequence[str], skip_first: bool = True) -> dict[str, float]:
     """Mean next-token loss (nats) of ``texts``: clean, SAE spliced in, site mean-ablated (the first
     token left as it is in both when ``skip_first``)."""
     point = check_sae(sae, model)
@@ -75,7 +79,7 @@ def ce_losses(model: Any, sae: Any, texts: Sequence[str], skip_first: bool = Tru
             "ce_loss_recovered": recovered}
 
 
-def sae_quality(model: Any, sae: Any, texts: Sequence[str], skip_first: bool = True) -> dict[str, float]:
+def sae_quality(model: ModelLike, sae: SAE, texts: Sequence[str], skip_first: bool = True) -> dict[str, float]:
     """Every quality number of :mod:`steerlab.sae.quality` on ``texts`` (held-out text, not the training text).
 
     ``skip_first`` (default): leave each text's first token (the attention sink) out of every number.

@@ -21,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +29,10 @@ import torch
 from steerlab.sae.activations import site_activations
 from steerlab.sae.loading import check_sae
 from steerlab.steering.metrics import word_token_id
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+    from steerlab.models.adapter import ModelLike
 
 
 def input_scores(token_latents: Any, token_labels: Any, top_n: int = 20) -> np.ndarray:
@@ -55,7 +59,7 @@ def _set_logprob(logprobs: torch.Tensor, ids: list[int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def output_scores(model: Any, sae: Any, prompts: Sequence[str], positive_words: Sequence[str],
+def output_scores(model: ModelLike, sae: SAE, prompts: Sequence[str], positive_words: Sequence[str],
                   negative_words: Sequence[str], features: Sequence[int] | None = None, strength: float = 1.0,
                   batch_features: int = 64, batch_size: int = 256, skip_first: bool = True) -> np.ndarray:
     """``[n_features]``: mean rise of ``log P(positive) - log P(negative)`` next-token when each feature is amplified.
@@ -90,7 +94,7 @@ def output_scores(model: Any, sae: Any, prompts: Sequence[str], positive_words: 
     return torch.cat(scores).numpy()
 
 
-def _margin(model: Any, prompts: list[str], positive: list[int], negative: list[int],
+def _margin(model: ModelLike, prompts: list[str], positive: list[int], negative: list[int],
             per_row: torch.Tensor | None, point: Any, batch_size: int, first: int = 1) -> torch.Tensor:
     """``[n_prompts]`` next-token ``log P(positive set) - log P(negative set)``, with ``per_row[i]`` added at row i
     from token ``first`` on.
@@ -104,7 +108,7 @@ def _margin(model: Any, prompts: list[str], positive: list[int], negative: list[
                       for start in range(0, len(prompts), batch_size)])
 
 
-def _margin_batch(model: Any, prompts: list[str], positive: list[int], negative: list[int],
+def _margin_batch(model: ModelLike, prompts: list[str], positive: list[int], negative: list[int],
                   per_row: torch.Tensor | None, point: Any, first: int) -> torch.Tensor:
     """:func:`_margin` for one forward pass."""
     batch = model.tokenize(prompts)

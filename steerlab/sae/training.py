@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import tempfile
 import time
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 
-ARCHITECTURES = ("topk", "standard")
+if TYPE_CHECKING:
+    from steerlab.models.adapter import ModelLike
+
+SAE_ARCHITECTURES = ("topk", "standard")
 
 
 def demo_corpus(n_lines: int, seed: int = 1000, world_seed: int = 0) -> list[str]:
@@ -75,10 +78,10 @@ def training_config(architecture: str, d_in: int, d_sae: int, *, k: int, l1_coef
         return TopKTrainingSAEConfig(k=k, **common)
     if architecture == "standard":
         return StandardTrainingSAEConfig(l1_coefficient=l1_coefficient, l1_warm_up_steps=100, **common)
-    raise ValueError(f"Unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}.")
+    raise ValueError(f"Unknown architecture {architecture!r}: choose one of {', '.join(SAE_ARCHITECTURES)}.")
 
 
-def train_sae(model: Any, texts: Sequence[str], *, layer: int, site: str = "resid_post", architecture: str = "topk",
+def train_sae(model: ModelLike, texts: Sequence[str], *, layer: int, site: str = "resid_post", architecture: str = "topk",
               d_sae: int = 512, k: int = 16, l1_coefficient: float = 2.0, steps: int = 3000, batch_size: int = 512,
               lr: float = 1e-3, seed: int = 0, skip_first: bool = True) -> Any:
     """Train an SAE on ``model``'s ``site`` at ``layer`` over ``texts``; returns an inference sae-lens SAE.

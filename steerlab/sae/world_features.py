@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -32,6 +32,10 @@ from steerlab.datasets import demo_world
 from steerlab.sae.activations import latents
 from steerlab.sae.feature_probes import latent_aurocs
 from steerlab.world import templates as tp
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+    from steerlab.models.adapter import ModelLike
 
 
 def best_feature_per_value(z: Any, values: Sequence[str], variable: str) -> list[dict[str, Any]]:
@@ -52,7 +56,7 @@ def best_feature_per_value(z: Any, values: Sequence[str], variable: str) -> list
     return rows
 
 
-def world_variable_table(model: Any, sae: Any, world_seed: int = 0) -> list[dict[str, Any]]:
+def world_variable_table(model: ModelLike, sae: SAE, world_seed: int = 0) -> list[dict[str, Any]]:
     """Rows ``{variable, value, feature, in_sample_auroc, runner_up_in_sample_auroc, n_positive}`` per world value."""
     world = demo_world(world_seed)
     cities = [city for city in sorted(world.cities) if world.city_role[city] != "unseen"]

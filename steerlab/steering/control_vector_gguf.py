@@ -35,7 +35,7 @@ import secrets
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from steerlab.models.gguf import check_gguf_file, require_gguf_package
 from steerlab.sites import resolve_layer
 from steerlab.steering.injection import as_finite_float
 from steerlab.steering.vector import SteeringVector
+
+if TYPE_CHECKING:
+    from steerlab.models.adapter import ModelLike
 
 ARCHITECTURE = "controlvector"
 SITE = "resid_post"  # the output of a block: the only place llama.cpp adds a control vector
@@ -55,7 +58,7 @@ _STEERLAB = "steerlab."  # our own metadata keys (llama.cpp and repeng ignore th
 
 
 def write_control_vector(vectors: SteeringVector | Sequence[SteeringVector], path: str | os.PathLike,
-                         alpha: float = 1.0, *, model: Any = None, model_hint: str | None = None,
+                         alpha: float = 1.0, *, model: ModelLike = None, model_hint: str | None = None,
                          mode: str = "add", positions: Any = "all", norm_units: bool = False,
                          overwrite: bool = False) -> Path:
     """Write ``alpha * vector`` as a llama.cpp control-vector GGUF at ``path``; return the path.
@@ -140,7 +143,7 @@ def _llama_cpp_layers(vector: SteeringVector, n_layers: int | None) -> list[int]
     return layers
 
 
-def _model_hint(model: Any) -> str | None:
+def _model_hint(model: ModelLike) -> str | None:
     """The model's architecture name as llama.cpp / transformers call it (``llama``, ``gemma3``...)."""
     if model is None:
         return None

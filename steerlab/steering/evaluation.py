@@ -1,4 +1,4 @@
-"""``evaluate`` and ``sweep``: a steering vector's effect and side effects, with a random control."""
+"""``evaluate`` and ``steering_sweep``: a steering vector's effect and side effects, with a random control."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class NextTokenEfficacy:
     """An efficacy read from the next-token log-probs after fixed prompts.
 
     Such an efficacy can be measured for many steering settings in one batched forward
-    (:func:`sweep`, :func:`evaluate_many`). Subclasses set ``prompts`` and ``token_ids``
+    (:func:`steering_sweep`, :func:`evaluate_many`). Subclasses set ``prompts`` and ``token_ids``
     and define ``score(logprobs [n_prompts, len(token_ids)]) -> float``. Called on a model,
     it measures that model as currently steered, like any efficacy.
     """
@@ -121,7 +121,7 @@ class SteeringResult:
 
 
 @dataclass
-class SweepResult:
+class SteeringSweep:
     """Rows of an alpha x layer sweep (vector and random control), plus the unsteered baseline."""
 
     rows: list[SteeringResult]
@@ -180,7 +180,7 @@ class SweepResult:
 
     def __repr__(self) -> str:
         chosen = "none" if self.chosen is None else f"layer {self.chosen.layer}, alpha {self.chosen.alpha:g}"
-        return (f"SweepResult(rows={len(self.rows)}, baseline_efficacy={self.baseline_efficacy:.3f}, "
+        return (f"SteeringSweep(rows={len(self.rows)}, baseline_efficacy={self.baseline_efficacy:.3f}, "
                 f"chosen={chosen})")
 
 
@@ -322,15 +322,15 @@ def _efficacies(model: ModelAdapter, jobs: list[batching.Setting], efficacy: Eff
     return [efficacy.score(row) for row in columns]
 
 
-def sweep(model: ModelAdapter, vector: SteeringVector | Mapping[int, SteeringVector], alphas: Sequence[float],
+def steering_sweep(model: ModelAdapter, vector: SteeringVector | Mapping[int, SteeringVector], alphas: Sequence[float],
           efficacy: Efficacy, neutral_texts: Sequence[str], layers: Sequence[int] | None = None,
           control: bool = True, seed: int = 0, progress: bool = True, *, batched: bool = True,
-          max_rows: int = batching.MAX_ROWS, **steer_kwargs: Any) -> SweepResult:
+          max_rows: int = batching.MAX_ROWS, **steer_kwargs: Any) -> SteeringSweep:
     """Evaluate a vector at every alpha x layer, with a same-norm random direction as control.
 
     ``vector`` is one direction moved to each of ``layers``, or a ``{layer: vector}`` mapping
     (e.g. a per-layer probe's own direction at each layer), so that layers compete on the
-    same footing in :meth:`SweepResult.choose`.
+    same footing in :meth:`SteeringSweep.choose`.
 
     ``batched`` (default): every alpha x layer x {vector, control} setting shares batched
     forwards (:func:`evaluate_many`; up to ``max_rows`` texts x settings per forward);
@@ -338,7 +338,7 @@ def sweep(model: ModelAdapter, vector: SteeringVector | Mapping[int, SteeringVec
     numbers to ~1e-6). Modes other than 'add' always run unbatched.
 
     Example:
-        >>> result = sweep(model, vector, [0, 2, 4, 8], flip_rate(model, prompts, "true", "false"),
+        >>> result = steering_sweep(model, vector, [0, 2, 4, 8], flip_rate(model, prompts, "true", "false"),
         ...                neutral_texts, layers=[1, 2, 3])                         # doctest: +SKIP
         >>> result.choose(target_efficacy=0.9, kl_budget=0.1)                      # doctest: +SKIP
         >>> result.figure()  # the efficacy-KL frontier, vector and control, with the chosen point  # doctest: +SKIP
@@ -374,6 +374,6 @@ def sweep(model: ModelAdapter, vector: SteeringVector | Mapping[int, SteeringVec
         rows = [evaluate(model, candidate, alpha, efficacy, neutral_texts, reference=reference, control=is_control,
                          **steer_kwargs)
                 for is_control, candidate, alpha in tqdm(jobs, desc="steering sweep", disable=not progress)]
-    return SweepResult(rows, baseline_efficacy, baseline_perplexity,
+    return SteeringSweep(rows, baseline_efficacy, baseline_perplexity,
                        settings={"layers": list(per_layer), "alphas": list(alphas), "batched": batched,
                                  **{k: str(v) for k, v in steer_kwargs.items()}})

@@ -13,22 +13,26 @@ import numbers
 import operator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
 import torch
 
 from steerlab.models.adapter import ModelAdapter
+from steerlab.models import remote_edits
 from steerlab.models.token_positions import TokenPositions
 from steerlab.sites import READ_ONLY_SITES
 from steerlab.steering import edits
 from steerlab.steering.vector import SteeringVector
 
+if TYPE_CHECKING:
+    from steerlab.models.adapter import ModelLike
+
 Positions = Union[str, int, tuple[int, int], tuple[int, None]]
 MODES = ("add", "ablate", "set", "clamp")
-POSITIONS = ("all", "prompt", "generated", "last")
+STEER_POSITIONS = ("all", "prompt", "generated", "last")
 TARGET_MODES = ("set", "clamp")
 
-_POSITIONS_HELP = (f"positions must be one of {', '.join(repr(name) for name in POSITIONS)}, an int k (the k-th "
+_POSITIONS_HELP = (f"positions must be one of {', '.join(repr(name) for name in STEER_POSITIONS)}, an int k (the k-th "
                    "token of each text; negative counts from the end, -1 is the last), a (start, end) range of "
                    "token indices (start..end-1, 0 <= start < end) or (start, None) (token start and after)")
 
@@ -84,7 +88,7 @@ def as_index(value: Any, name: str) -> int:
 def _check_positions(positions: Any) -> Positions:
     """``positions`` normalised (numpy ints to int), or a ValueError listing the valid forms."""
     if isinstance(positions, str):
-        if positions in POSITIONS:
+        if positions in STEER_POSITIONS:
             return positions
         raise ValueError(f"{_POSITIONS_HELP}; got the unknown string {positions!r}.")
     if isinstance(positions, tuple):
@@ -145,7 +149,7 @@ def _token_at(tracker: TokenPositions, k: int) -> torch.Tensor:
 # ---------------------------------------------------------------- the other arguments
 
 
-def _check_model(model: Any) -> None:
+def _check_model(model: ModelLike) -> None:
     if not isinstance(model, ModelAdapter):
         raise TypeError(f"steer needs a model loaded by steerlab, got {type(model).__name__}: use "
                         "model = steerlab.load_model(name) (or steerlab.load_model(hf_model, tokenizer=tokenizer)).")
@@ -297,6 +301,21 @@ def _site_function(vector: SteeringVector, mode: str, alpha: float | torch.Tenso
         stats.clamp_logits_after.append(after[mask].detach().float().cpu())
         return edited
 
+    def plain_edit() -> dict:
+        """This edit for the current forward as plain data, for a remote (NDIF) trace
+        (:mod:`steerlab.models.remote_edits`): the adapter feeds ``tracker`` before each call."""
+        sel = select_positions(tracker, positions)
+        stats.forwards += 1
+        stats.edited_tokens += int(sel.sum())
+        rows = alpha.unsqueeze(1) if isinstance(alpha, torch.Tensor) else alpha
+        if isinstance(alpha, torch.Tensor) and alpha.shape[0] != sel.shape[0]:
+            _rows(alpha, sel)  # raises the per-row alphas message
+        return remote_edits.plain_edit(mode, sel, direction=vector.direction, unit=vector.unit, alpha=rows,
+                                       value=value, weight_norm=vector.probe_weight_norm,
+                                       intercept=vector.probe_intercept)
+
+    fn.plain_edit = plain_edit
+    fn.clamp_logits_after = stats.clamp_logits_after  # where a remote trace's clamp readouts go
     return fn
 
 
@@ -321,7 +340,7 @@ def steer(model: ModelAdapter, vectors: SteeringVector | Sequence[SteeringVector
             finite number (float, int, numpy scalar or 0-d tensor). Per-row alphas: a
             ``[n_vectors, batch]`` float tensor scales vector ``v`` by ``alpha[v, i]`` in row
             ``i`` of every forward inside the block, whose batch must then have ``batch`` rows
-            (many alphas in one batched forward: :func:`steerlab.steering.sweep`).
+            (many alphas in one batched forward: :func:`steerlab.steering.steering_sweep`).
         positions: which tokens, by their index in their own text (left padding and the
             KV cache accounted for):
 

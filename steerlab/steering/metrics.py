@@ -16,13 +16,24 @@ from steerlab.models.adapter import ModelAdapter
 Judge = Callable[[list[str]], Sequence[float]]
 
 
-def word_token_id(tokenizer: Any, word: str) -> int:
-    """The single token id of ``word`` (tried as is and with a leading space, GPT-2 style)."""
-    for candidate in (word, " " + word):
+def word_token_id(tokenizer: Any, word: str, *, exact: bool = False) -> int:
+    """The single token id of ``word`` as the next token after a prompt.
+
+    * ``word`` starting with whitespace (``" true"``), or ``exact=True``: exactly that string,
+      which must be one token (use ``exact=True`` for a token with no leading space, e.g. the
+      first token of a chat answer, ``"True"`` after ``"<|im_start|>assistant\\n"``).
+    * a bare word (``"true"``): the token that follows a prompt not ending in a space
+      (``"... This statement is"``), i.e. the space-prefixed form ``" true"`` (GPT-2 and
+      SentencePiece tokenizers: SmolLM2 " true" is 2629, "true" is 10469). Only when that form
+      is not one token is the bare word itself used.
+    """
+    candidates = (word,) if exact or word[:1].isspace() else (" " + word, word)
+    for candidate in candidates:
         ids = tokenizer(candidate, add_special_tokens=False)["input_ids"]
         if len(ids) == 1:
             return ids[0]
-    raise ValueError(f"{word!r} is not a single token for this tokenizer; choose single-token verdict words.")
+    raise ValueError(f"{word!r} is not a single token for this tokenizer (tried {list(candidates)!r}); "
+                     "choose single-token verdict words.")
 
 
 def last_token_logprobs(model: ModelAdapter, prompts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
@@ -38,13 +49,15 @@ def last_token_logprobs(model: ModelAdapter, prompts: Sequence[str], batch_size:
 
 
 def logprob_difference(model: ModelAdapter, prompts: Sequence[str], positive_word: str, negative_word: str,
-                       batch_size: int = 32) -> torch.Tensor:
+                       batch_size: int = 32, *, exact: bool = False) -> torch.Tensor:
     """``[n_prompts]``: log P(positive_word) - log P(negative_word) as the next token.
 
-    For truth: prompts are verdict prompts and the words the true/false verdict words.
+    For truth: prompts are verdict prompts and the words the true/false verdict words. Each word
+    maps to a token as :func:`word_token_id` says (``exact`` passed on).
     """
     logprobs = last_token_logprobs(model, prompts, batch_size)
-    positive, negative = word_token_id(model.tokenizer, positive_word), word_token_id(model.tokenizer, negative_word)
+    positive = word_token_id(model.tokenizer, positive_word, exact=exact)
+    negative = word_token_id(model.tokenizer, negative_word, exact=exact)
     return logprobs[:, positive] - logprobs[:, negative]
 
 

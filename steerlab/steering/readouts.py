@@ -53,7 +53,8 @@ class VerdictReadout:
 
     Attributes:
         question: the question text with a ``{statement}`` placeholder.
-        positive, negative: the verdict words (each one token, e.g. ``"True"`` / ``"False"``).
+        positive, negative: the verdict tokens exactly as they follow the prompt (one token each: ``" true"``
+            after ``"... This statement is"``, ``"True"`` opening a chat answer).
         chat: wrap through the tokenizer's chat template (shots become earlier turns).
         shots: few-shot examples ``(statement, is_true)`` answered before the statement.
         assistant_prefix: text the answer starts with (chat), or that follows the question (plain).
@@ -105,7 +106,8 @@ class VerdictReadout:
 def verdict_margins(model: ModelAdapter, readout: VerdictReadout, prompts: Sequence[str],
                     batch_size: int = 8) -> torch.Tensor:
     """``[n_prompts]``: ``log P(positive) - log P(negative) - readout.threshold`` (> 0: judged positive)."""
-    gaps = logprob_difference(model, list(prompts), readout.positive, readout.negative, batch_size=batch_size)
+    gaps = logprob_difference(model, list(prompts), readout.positive, readout.negative, batch_size=batch_size,
+                              exact=True)  # the readout's words are the exact next tokens ("True" in a chat answer)
     return gaps - readout.threshold
 
 
@@ -154,7 +156,7 @@ def answer_gap(model: ModelAdapter, prompts: Sequence[str], correct_ids: torch.T
 
 def gap_shift(model: ModelAdapter, prompts: Sequence[str], correct_ids: torch.Tensor, incorrect_ids: torch.Tensor,
               batch_size: int = 16):
-    """An efficacy for ``sweep`` / ``evaluate``: the mean change of :func:`answer_gap` from the unsteered model.
+    """An efficacy for ``steering_sweep`` / ``evaluate``: the mean change of :func:`answer_gap` from the unsteered model.
 
     The unsteered gaps are measured now (call it outside any ``steer`` block). Positive means
     steering raised the correct answer against the incorrect one (nats).

@@ -8,12 +8,16 @@ import operator
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from steerlab.artifacts import invalid_artifact, load_artifact, save_artifact
 from steerlab.sites import SitePoint, resolve_layer, validate_site
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+    from steerlab.models.adapter import ModelLike
 
 KIND = "steering_vector"
 
@@ -29,7 +33,9 @@ class SteeringVector:
         model_name: the model it was built on (checked on injection; None skips the check).
         probe_weight_norm, probe_intercept: for ``mode="clamp"``: the source probe's logit is
             ``probe_intercept + probe_weight_norm * (unit(direction) . h)``.
-        typical_norm: median ``||h||`` at the site on reference text, for alpha in norm units.
+        typical_norm: the median ``||h||`` at the site and layer over the activations the vector was
+            built from or calibrated on (a probe's training rows, the contrast pairs' rows, or every
+            token of :meth:`with_typical_norm`'s texts); ``norm_units`` alphas multiply it.
         provenance: where it came from (method, dataset, probe metrics...).
 
     Example:
@@ -90,7 +96,7 @@ class SteeringVector:
         # provenance is a dict, hence left out
         return hash((self.direction.numpy().tobytes(), self.layers, self.site, self.model_name))
 
-    def apply(self, model: Any, alpha: float = 1.0, **steer_kwargs: Any):
+    def apply(self, model: ModelLike, alpha: float = 1.0, **steer_kwargs: Any):
         """Steer ``model`` with this vector inside a ``with`` block (steering-vectors' idiom).
 
         The same as ``steer(model, self, alpha=alpha, **steer_kwargs)``; see
@@ -175,7 +181,11 @@ class SteeringVector:
             else:
                 slot = layer
             coef, intercept = coef[slot], intercept[slot]
+            norms = getattr(probe, "activation_norm_", None)
+            typical = None if norms is None else float(torch.as_tensor(norms).reshape(-1)[slot])
         else:
+            norms = getattr(probe, "activation_norm_", None)
+            typical = None if norms is None else float(torch.as_tensor(norms).reshape(-1)[0])
             layer = layer if layer is not None else (probe_layers[0] if probe_layers else None)
             if layer is None:
                 raise ValueError("The probe does not record its layer: pass layer=.")
@@ -183,21 +193,21 @@ class SteeringVector:
         coef = coef.to(torch.float32)
         metrics = {key: value for key, value in (getattr(probe, "metrics_", None) or {}).items()
                    if isinstance(value, (int, float, str))}
-        fields = dict(direction=coef / coef.norm(), layers=layer, site=getattr(probe, "site", None) or "resid_post",
-                      model_name=getattr(probe, "model_name", None), probe_weight_norm=float(coef.norm()),
+        fields = dict(direction=coef / coef.norm(), layers=layer, typical_norm=typical, site=getattr(probe, "site_", None) or "resid_post",
+                      model_name=getattr(probe, "model_name_", None), probe_weight_norm=float(coef.norm()),
                       probe_intercept=float(intercept),
-                      provenance={"method": type(probe).__name__, "position": getattr(probe, "position", None),
-                                  "model_provenance": getattr(probe, "model_provenance", None),
+                      provenance={"method": type(probe).__name__, "position": getattr(probe, "position_", None),
+                                  "model_provenance": getattr(probe, "model_provenance_", None),
                                   "C": _scalar_at(getattr(probe, "C_", None), probe_layers, layer), **metrics})
         return cls(**{**fields, **overrides})
 
     @classmethod
-    def from_contrast_pairs(cls, model: Any, positives: Sequence[str], negatives: Sequence[str], layer: int,
+    def from_contrast_pairs(cls, model: ModelLike, positives: Sequence[str], negatives: Sequence[str], layer: int,
                             site: str = "resid_post", position: str | int = "last", batch_size: int = 32
                             ) -> "SteeringVector":
         """CAA (Rimsky et al., "Steering Llama 2 via Contrastive Activation Addition"): the mean of
         ``h(positive) - h(negative)`` over pairs at ``position``; with one pair this is ActAdd
-        (Turner et al., "Activation Addition"). ``typical_norm`` is the mean ``||h||`` of both sides.
+        (Turner et al., "Activation Addition"). ``typical_norm`` is the median ``||h||`` of both sides' rows.
         """
         from steerlab.capture import capture
 
@@ -208,14 +218,14 @@ class SteeringVector:
                            progress=False).values[:, 0]
         negative = capture(model, negatives, layers=[layer], site=site, position=position, batch_size=batch_size,
                            progress=False).values[:, 0]
-        typical = float(torch.cat([positive, negative]).norm(dim=-1).mean())
+        typical = float(torch.cat([positive, negative]).norm(dim=-1).median())
         return cls((positive - negative).mean(dim=0), layers=resolve_layer(layer, model.n_layers), site=site,
                    model_name=model.name, typical_norm=typical,
                    provenance={"method": "ActAdd" if len(positives) == 1 else "CAA", "n_pairs": len(positives),
                                "position": position, "model_provenance": getattr(model, "provenance", None)})
 
     @classmethod
-    def from_sae_feature(cls, sae: Any, feature: int, model_name: str | None = None) -> "SteeringVector":
+    def from_sae_feature(cls, sae: SAE, feature: int, model_name: str | None = None) -> "SteeringVector":
         """An SAE decoder row ``W_dec[feature]`` (sae-lens), at the SAE's own hook point."""
         hook_name = sae.cfg.metadata.hook_name
         point = SitePoint.parse(hook_name)
@@ -224,7 +234,7 @@ class SteeringVector:
         return cls(sae.W_dec[feature].detach(), layers=point.layer, site=point.site, model_name=model_name,
                    provenance={"method": "SAE feature", "feature": feature, "hook_name": hook_name})
 
-    def with_typical_norm(self, model: Any, texts: Sequence[str]) -> "SteeringVector":
+    def with_typical_norm(self, model: ModelLike, texts: Sequence[str]) -> "SteeringVector":
         """Record the median ``||h||`` at the vector's site and first layer over every token of ``texts``.
 
         The median, because BOS / attention-sink positions carry norms several times the
@@ -261,7 +271,7 @@ class SteeringVector:
 
     # ------------------------------------------------------------ llama.cpp control vectors
 
-    def to_gguf(self, path: str | os.PathLike, alpha: float = 1.0, *, model: Any = None,
+    def to_gguf(self, path: str | os.PathLike, alpha: float = 1.0, *, model: ModelLike = None,
                 model_hint: str | None = None, mode: str = "add", positions: Any = "all", norm_units: bool = False,
                 overwrite: bool = False) -> Path:
         """Write ``alpha * direction`` as a llama.cpp control vector (GGUF): ``direction.L`` for each layer L.

@@ -1,11 +1,13 @@
-"""``python -m steerlab.sae.train``: train an SAE on a model's activations and save it (sae-lens format).
+"""``steerlab train-sae MODEL``: train an SAE on a model's activations and save it (sae-lens format).
 
-Writes ``cfg.json`` + ``sae_weights.safetensors`` (``SAE.load_from_disk`` / :func:`load_sae`)
-and ``card.json`` (the command, the settings and the quality on held-out demo text).
+The command-line side of :func:`steerlab.sae.train_sae`: options, checks that run before the
+model loads, and the folder it writes: ``cfg.json`` + ``sae_weights.safetensors``
+(``SAE.load_from_disk`` / :func:`steerlab.sae.load_sae`) and ``card.json`` (the command, the
+settings and the quality on held-out text).
 
 Example (the shipped demo SAE; about a minute on one CPU thread)::
 
-    OMP_NUM_THREADS=1 python -m steerlab.sae.train --layer 2 --architecture topk --k 8 \\
+    OMP_NUM_THREADS=1 steerlab train-sae demo --layer 2 --architecture topk --k 8 \\
         --out assets/demo-sae/topk-blocks.2.hook_resid_post
 """
 
@@ -14,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -23,8 +23,7 @@ from steerlab.output_folder import check_output, staged_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The training options (shared by this module's command and ``steerlab train-sae``)."""
-    parser.add_argument("--model", default="demo", help="model name or path (default: the demo model)")
+    """The training options of ``steerlab train-sae`` (after the model arguments every command shares)."""
     parser.add_argument("--file", type=Path, default=None,
                         help="train on these texts, one per line (default: the demo world's corpus); the last "
                              "--eval-lines lines are held out for the quality numbers")
@@ -43,11 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, required=True, help="directory to write the SAE to (must not hold one already)")
     return parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return add_arguments(argparse.ArgumentParser(prog="python -m steerlab.sae.train",
-                                                 description=__doc__.splitlines()[0]))
 
 
 def texts_for(args: argparse.Namespace) -> tuple[list[str], list[str]]:
@@ -93,14 +87,14 @@ def run(args: argparse.Namespace, command: str) -> dict:
     check_arguments(args)
     import torch
 
-    import steerlab
+    from steerlab.cli.model_options import load_model_from_args
     from steerlab.sae.quality import sae_quality
     from steerlab.sae.training import train_sae
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     train_texts, eval_texts = texts_for(args)  # before the model: a too-short --file fails fast
-    model = steerlab.load_model(args.model)
+    model = load_model_from_args(args)
     started = time.perf_counter()
     sae = train_sae(model, train_texts, layer=args.layer, site=args.site,
                     architecture=args.architecture, d_sae=args.d_sae, k=args.k, l1_coefficient=args.l1_coefficient,
@@ -110,20 +104,10 @@ def run(args: argparse.Namespace, command: str) -> dict:
     card = {"command": command, "hook_name": sae.cfg.metadata.hook_name, "architecture": args.architecture,
             "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, "train_seconds": round(seconds, 1),
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-                         if k not in ("out", "command")},
+                         if k not in ("out", "command", "handler")},
             "quality_heldout": {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()},
             "ce_loss_recovered_baseline": "mean ablation of the site (sae-lens' CE loss score uses zero ablation)"}
     with staged_output(out, overwrite=False) as work:  # a killed run leaves no half-written SAE at --out
         sae.save_model(work)
         (work / "card.json").write_text(json.dumps(card, indent=1))
     return card
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    command = "python -m steerlab.sae.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    print(json.dumps(run(args, command), indent=1))
-
-
-if __name__ == "__main__":
-    main()

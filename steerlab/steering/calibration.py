@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from steerlab.models.adapter import ModelAdapter
-from steerlab.steering.evaluation import KL_BUDGET, SweepResult, flip_rate, random_control, sweep
+from steerlab.steering.evaluation import KL_BUDGET, SteeringSweep, flip_rate, random_control, steering_sweep
 from steerlab.steering.vector import SteeringVector
 from steerlab.steering.verdicts import judged_true, prompts_with_label, verdict_flips
 
@@ -35,7 +35,7 @@ class TruthSteering:
     the best one within the KL budget (``qualified`` False), else None (nothing stayed within it).
     """
 
-    sweep: SweepResult
+    sweep: SteeringSweep
     vector: SteeringVector | None
     results: dict[str, Any]
     qualified: bool = False
@@ -67,7 +67,7 @@ def calibrate_truth_steering(model: ModelAdapter, probe: Any, calibration: Any, 
     """
     candidates = norm_scaled_vectors(model, probe, neutral_texts, layers)
     efficacy = flip_rate(model, prompts_with_label(calibration, 0), *calibration.verdict_words, toward_positive=True)
-    result = sweep(model, candidates, list(alphas), efficacy, neutral_texts, progress=progress)
+    result = steering_sweep(model, candidates, list(alphas), efficacy, neutral_texts, progress=progress)
     chosen = result.choose(target_efficacy=target, kl_budget=kl_budget, control_max=control_max)
     criteria = {"kl_budget": kl_budget, "target": target, "control_max": control_max,
                 "best_within_budget": None if result.best is None else result.best.efficacy}

@@ -24,7 +24,7 @@ see :class:`HallucinationProbe`.
 
 Example:
     >>> import numpy as np
-    >>> from steerlab.probes import HallucinationProbe
+    >>> from steerlab.hallucination import HallucinationProbe
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(600, 16)).astype(np.float32); y = (X[:, 0] + X[:, 1] ** 2 > 1.5).astype(int)
     >>> probe = HallucinationProbe(hidden=(32,), max_epochs=60).fit(X, y, groups=np.arange(600) // 2)
@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from steerlab.hallucination import losses
+from steerlab.probes.estimator import BinaryClassifier
 from steerlab.probes.metrics import auroc, best_f1_threshold, group_max, sigmoid
 from steerlab.probes.splits import split
 from steerlab.probes.validation import (as_activation_matrix, as_groups, check_01_labels, check_choice,
@@ -54,7 +55,7 @@ NORMALIZATIONS = ("standardize", "layer_norm", None)
 KL_WEIGHT = 0.0  # default weight of HallucinationProbe's KL term (see its docstring for the measurement)
 
 
-class TokenProbe:
+class TokenProbe(BinaryClassifier):
     """Shared machinery: validation, the grouped early-stopping loop, scoring, save/load, repr.
 
     Subclasses set ``_hidden()`` (MLP widths, ``()`` = linear) and ``_loss(z, y, span,
@@ -65,13 +66,13 @@ class TokenProbe:
     ``best_epoch_``, ``n_epochs_``, ``history_`` (validation score per epoch), ``val_auroc_``
     (token-level AUROC on the validation split at the best epoch), ``fit_seconds_``.
 
-    Provenance: set ``probe.layer``, ``probe.site``, ``probe.model_name`` (plain attributes,
-    None by default) and :meth:`save` records them.
+    Provenance: set ``probe.layer_``, ``probe.site_``, ``probe.model_name_`` after fitting (the
+    rows carry no provenance; None by default) and :meth:`save` records them.
     """
 
-    layer: int | None = None
-    site: str | None = None
-    model_name: str | None = None
+    layer_: int | None = None
+    site_: str | None = None
+    model_name_: str | None = None
 
     def __init__(self, *, normalize: str | None = "standardize", dropout: float = 0.0, lr: float = 3e-3,
                  weight_decay: float = 1e-2, max_epochs: int = 200, patience: int = 20, batch_size: int = 64,
@@ -115,18 +116,6 @@ class TokenProbe:
         check_number(self.batch_size, "batch_size", minimum=1, integer=True)
         check_number(self.random_state, "random_state", minimum=0, integer=True)
 
-    # ------------------------------------------------------------ parameters
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor arguments (sklearn convention)."""
-        import inspect
-
-        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters
-                if name != "self"}
-
-    def clone(self, **overrides: Any) -> "TokenProbe":
-        """An unfitted copy with the same parameters, some replaced."""
-        return type(self)(**{**self.get_params(), **overrides})
 
     # ------------------------------------------------------------ fitting
 
@@ -158,7 +147,7 @@ class TokenProbe:
         return X, y01, span
 
     def _init_network(self, X_train: torch.Tensor) -> None:
-        self.d_model_ = X_train.shape[1]
+        self.d_model_ = self.n_features_in_ = X_train.shape[1]
         if self.normalize == "standardize":
             self.mean_ = X_train.mean(0).numpy()
             self.scale_ = X_train.std(0).clamp(min=1e-6).numpy()
@@ -227,7 +216,7 @@ class TokenProbe:
         """Logit of "hallucinated" per token: ``[n_tokens]``."""
         self._check_fitted()
         X = _as_rows(X)
-        check_width(X, self.d_model_, None)
+        check_width(X, self.d_model_, None, type(self).__name__)
         self.network_.eval()
         with torch.no_grad():
             return self.network_(self._normalized(X))[:, 0].numpy().astype(np.float64)
@@ -239,6 +228,7 @@ class TokenProbe:
 
     def predict(self, X: Any) -> np.ndarray:
         """Labels ``[n_tokens]`` from ``classes_``: flagged when ``P(hallucinated) >= threshold_``."""
+        self._check_fitted()
         return self.classes_[(self.predict_proba(X)[:, 1] >= self.threshold_).astype(int)]
 
     def score(self, X: Any, y: Any) -> float:
@@ -261,7 +251,7 @@ class TokenProbe:
         metadata = {"class": type(self).__name__, "params": self.get_params(), "d_model": self.d_model_,
                     "classes": self.classes_.tolist(), "threshold": self.threshold_, "best_epoch": self.best_epoch_,
                     "n_epochs": self.n_epochs_, "val_auroc": self.val_auroc_, "history": self.history_,
-                    "layer": self.layer, "site": self.site, "model_name": self.model_name, "position": "generated"}
+                    "layer": self.layer_, "site": self.site_, "model_name": self.model_name_, "position": "generated"}
         return save_artifact(path, tensors, metadata, kind="token_probe", overwrite=overwrite)
 
     @classmethod
@@ -286,7 +276,7 @@ class TokenProbe:
         tensors = read_tensors(path, meta, weights)
         network.load_state_dict({k.removeprefix("network."): v for k, v in tensors.items() if k in weights})
         probe.network_ = network.eval()
-        probe.d_model_ = meta["d_model"]
+        probe.d_model_ = probe.n_features_in_ = meta["d_model"]
         probe.mean_ = tensors["mean_"].numpy() if "mean_" in tensors else None
         probe.scale_ = tensors["scale_"].numpy() if "scale_" in tensors else None
         probe.classes_ = np.asarray(meta["classes"])
@@ -294,7 +284,7 @@ class TokenProbe:
         probe.val_auroc_, probe.history_ = meta["val_auroc"], meta["history"]
         for key in ("layer", "site", "model_name"):
             if meta.get(key) is not None:
-                setattr(probe, key, meta[key])
+                setattr(probe, key + "_", meta[key])
         return probe
 
     def __repr__(self) -> str:
@@ -364,7 +354,7 @@ class HallucinationProbe(TokenProbe):
         super().__init__(normalize=normalize, dropout=dropout, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs,
                          patience=patience, batch_size=batch_size, val_fraction=val_fraction,
                          random_state=random_state)
-        self.hidden = tuple(hidden)
+        self.hidden = hidden
         self.token_weight = token_weight
         self.gamma = gamma
         self.alpha = alpha
@@ -374,7 +364,7 @@ class HallucinationProbe(TokenProbe):
         self.kl_weight = kl_weight
 
     def _hidden(self) -> tuple[int, ...]:
-        return self.hidden
+        return tuple(self.hidden) if isinstance(self.hidden, (tuple, list)) else (self.hidden,)
 
     def _check_params(self) -> None:
         super()._check_params()
