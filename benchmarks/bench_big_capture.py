@@ -20,8 +20,8 @@ stores (the same texts in the same batches) and reports their max abs difference
 
 Keep the cost in mind: capture stops after the deepest requested site, so the cost is that
 of the blocks up to it (no LM head). 100,000 texts are 1.54 M tokens: ``--layers 0`` (one
-block) runs ~5,000 tokens per CPU-second on one core of the machine of results_big_capture.md,
-~5 minutes of a whole core; ``--layers 0 4 8`` ~660 tokens per CPU-second, ~40 minutes.
+block) ran ~5,700 tokens per CPU-second on one core of the machine of results_big_capture.md,
+~4.5 minutes of a whole core; ``--layers 0 4 8`` ~660 tokens per CPU-second, ~40 minutes.
 ``--site resid_pre --layers 0`` (the embeddings: no block runs) measures the memory path
 alone (tokenisation, batching, shards, manifest, texts) in seconds of CPU.
 """

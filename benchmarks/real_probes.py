@@ -224,8 +224,14 @@ def summary(results: list[dict[str, Any]]) -> str:
     lines = ["# RAPTOR probes on real models (issue 14)", "",
              "Gao et al., \"RAPTOR: Ridge-Adaptive Logistic Probes\": test accuracy (%) of RAPTOR vs GCS (and "
              "difference of means, LDA) per layer; the paper's numbers are averages over its 42 settings "
-             "(7 models x 6 datasets), ours over the datasets each model finished. `reference` is the authors' "
-             "protocol (scikit-learn, benchmarks/raptor_reference.py) on the same split: it should equal RaptorProbe.",
+             "(7 models x 6 datasets), ours over the datasets each model finished (a dataset missing from a model's "
+             "row did not finish in the session that wrote this file). `reference` is the authors' protocol "
+             "(scikit-learn, benchmarks/raptor_reference.py) on the same test rows and the same 80% fit rows, but "
+             "with its own validation part (scikit-learn's train_test_split) where RaptorProbe draws its own "
+             "stratified 20%: on a few hundred rows a different validation part can choose a different C, which "
+             "is where the two differ. Best and mean are over the layers every method ran on (the reference and "
+             "GCS run on every `--slow-stride`-th layer); the per-layer tables have RaptorProbe, difference of "
+             "means and LDA at every layer.",
              "", "| model | datasets | RAPTOR best | reference best | GCS best | diff-means best | LDA best | "
              "RAPTOR mean | GCS mean | diff-means mean | LDA mean | best-layer ordering |", "|" + "---|" * 12]
     for r in results:

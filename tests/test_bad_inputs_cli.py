@@ -106,3 +106,30 @@ def test_the_cli_knows_the_same_steering_positions_as_the_library():
     from steerlab.steering import STEER_POSITIONS
 
     assert STEER_POSITIONS == STEER_POSITIONS
+
+
+def test_every_model_command_takes_the_model_device_and_dtype():
+    from steerlab.cli import MODEL_COMMANDS, command_flags
+    from steerlab.cli.parser import build_parser
+
+    parser = build_parser()
+    argvs = {"capture": ["--out", "o"], "probe": ["--dataset", "demo/cities", "--out", "o"], "steer": ["v"],
+             "hallucination": ["--out", "o"], "train-sae": ["--layer", "1", "--out", "o"], "sae-feature": ["1", "--out", "o"]}
+    assert set(argvs) == MODEL_COMMANDS - {"demo", "run"}  # demo runs the embedded model; run reads [model]
+    for command, rest in argvs.items():
+        assert {"--backend", "--device", "--dtype"} <= command_flags(parser, command), command
+        args = parser.parse_args([command, "demo", *rest, "--dtype", "bfloat16", "--device", "cpu"])
+        assert (args.model, args.dtype, args.device) == ("demo", "bfloat16", "cpu"), command
+
+
+def test_errors_name_command_line_flags_not_keyword_arguments(tmp_path, capsys):
+    from steerlab.cli import flag_wording
+
+    flags = {"--text-column", "--label-column"}
+    assert flag_wording("pass text_column=/label_column=/group_column= to name them.", flags) == \
+        "pass --text-column/--label-column/group_column= to name them."
+    table = tmp_path / "t.csv"
+    table.write_text("statement,label\na b,1\nc d,0\n")
+    assert main(["capture", "demo", "--data", str(table), "--text-column", "foo", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--text-column naming the column" in err and "text_column=" not in err

@@ -474,3 +474,20 @@ def test_train_sae_command_accepts_an_empty_out_directory(tmp_path, monkeypatch)
                                       "--out", str(tmp_path / "empty")])
     with pytest.raises(Loaded):  # every check passed and the model was about to load
         run(args, "test")
+
+
+def test_a_method_comparison_prints_as_a_short_table():
+    """compare_methods' result stays the JSON-ready dict but prints in a few lines (not its arrays)."""
+    import numpy as np
+
+    from steerlab.sae import MethodComparison
+
+    rows = [{"method": name, "feature": feature, "detection_auroc": 0.9, "cosine_with_diff_means": 1.0, "alpha": 0.25,
+             "kl": 0.099, "matched": matched, "efficacy": 0.8, "control_efficacy": 0.1, "control_kl": 0.1}
+            for name, feature, matched in (("diff_means", None, True), ("sae_output", 17, False))]
+    result = MethodComparison(concept="truth", efficacy_name="flips", kl_budget=0.1, baseline_efficacy=0.0,
+                              median_norm=3.0, layer=2, site="resid_post", methods=rows,
+                              features={"scores": np.zeros(4096)})
+    text = repr(result)
+    assert len(text.splitlines()) == 4 and len(text) < 600 and "KL not matched" in text and "sae_output" in text
+    assert result["methods"][1]["feature"] == 17 and isinstance(result, dict)

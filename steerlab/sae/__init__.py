@@ -37,7 +37,7 @@ from steerlab.lazy_exports import lazy_exports
 _MODULES = {
     "activations": ("encode_latents", "latents", "site_activations"),
     "alignment": ("decoder_cosines", "reconstruction_curve", "top_aligned"),
-    "compare": ("compare_methods",),
+    "compare": ("MethodComparison", "compare_methods"),
     "concepts": ("Concept", "sentiment_concept", "truth_concept"),
     "editing": ("sae_edit", "sae_splice"),
     "feature_probes": ("SparseProbe", "choose_k", "chosen_k_held_out", "cv_held_out_flag", "k_sparse_curve",

@@ -285,9 +285,28 @@ def method_directions(model: ModelLike, sae: SAE, concept: Concept, seed: int = 
     return directions, features
 
 
+class MethodComparison(dict):
+    """What :func:`compare_methods` returns: the plain dict of its docstring (saved as JSON as it is),
+    printed as a short table instead of 56 KB of arrays."""
+
+    def __repr__(self) -> str:
+        head = (f"MethodComparison({self['concept']!r}, {self['efficacy_name']}, layer {self['layer']} {self['site']}, "
+                f"KL budget {self['kl_budget']:g}, baseline efficacy {self['baseline_efficacy']:.3f})")
+        lines = [f"  {'method':<16} {'feature':>7} {'AUROC':>6} {'alpha':>7} {'KL':>6} {'efficacy':>8} {'random':>7}"]
+        for row in self["methods"]:
+            feature = "" if row["feature"] is None else str(row["feature"])
+            lines.append(f"  {row['method']:<16} {feature:>7} {row['detection_auroc']:>6.3f} {row['alpha']:>7.3g} "
+                         f"{row['kl']:>6.3f} {row['efficacy']:>8.3f} {row['control_efficacy']:>7.3f}"
+                         + ("" if row["matched"] else "  (KL not matched)"))
+        return "\n".join([head, *lines])
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython / Jupyter print this, not the dict
+        printer.text(repr(self))
+
+
 def compare_methods(model: ModelLike, sae: SAE, concept: Concept, neutral_texts: Sequence[str],
                     kl_budget: float = KL_BUDGET, methods: Sequence[str] = METHODS,
-                    output_candidates: int | None = None) -> dict[str, Any]:
+                    output_candidates: int | None = None) -> MethodComparison:
     """Detection AUROC and steering efficacy at matched KL for every method of ``methods`` (of :data:`ALL_METHODS`).
 
     ``output_candidates``: how many features per ranking get an output score (None: all; see
@@ -326,9 +345,9 @@ def compare_methods(model: ModelLike, sae: SAE, concept: Concept, neutral_texts:
                      "cosine_with_diff_means": float(entry["direction"] @ diff_unit),
                      "alpha": round(alpha, 4), "kl": kl, "matched": matched, "efficacy": measured[index].efficacy,
                      "control_efficacy": control.efficacy, "control_kl": control.kl})
-    return {"concept": concept.name, "efficacy_name": concept.efficacy_name, "kl_budget": kl_budget,
-            "baseline_efficacy": baseline, "median_norm": median_norm, "layer": point.layer, "site": point.site,
-            "methods": rows, "features": features}
+    return MethodComparison(concept=concept.name, efficacy_name=concept.efficacy_name, kl_budget=kl_budget,
+                            baseline_efficacy=baseline, median_norm=median_norm, layer=point.layer, site=point.site,
+                            methods=rows, features=features)
 
 
 def detect_vs_steer_summary(result: dict[str, Any]) -> str:
