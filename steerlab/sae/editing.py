@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Union
 import torch
 
 from steerlab.sae.loading import check_sae
-from steerlab.steering.injection import Positions, _check_positions, select_positions
+from steerlab.steering.injection import Positions, check_positions, select_positions
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -97,7 +97,7 @@ def _through_sae(model: ModelLike, sae: SAE, edits: Mapping[int, LatentEdit], ke
                  positions: Positions, skip_first: bool) -> Iterator[None]:
     point = check_sae(sae, model)
     edits = _check_edits(sae, edits)
-    _check_positions(positions)
+    check_positions(positions)
     if keep_error and not edits:  # nothing to change: the model runs untouched
         yield
         return

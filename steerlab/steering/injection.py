@@ -85,7 +85,7 @@ def as_index(value: Any, name: str) -> int:
 # ---------------------------------------------------------------- positions
 
 
-def _check_positions(positions: Any) -> Positions:
+def check_positions(positions: Any) -> Positions:
     """``positions`` normalised (numpy ints to int), or a ValueError listing the valid forms."""
     if isinstance(positions, str):
         if positions in STEER_POSITIONS:
@@ -385,7 +385,7 @@ def steer(model: ModelAdapter, vectors: SteeringVector | Sequence[SteeringVector
     mode = _check_mode(mode)
     alphas = _check_alphas(alpha, len(vector_list), mode)
     value = _check_target(mode, target, vector_list)
-    positions = _check_positions(positions)
+    positions = check_positions(positions)
     if not isinstance(norm_units, bool):
         raise TypeError(f"norm_units must be True or False, got {norm_units!r}.")
     if norm_units:
