@@ -398,8 +398,8 @@ def test_artifacts_written_by_steerlab_0_1_still_load(tmp_path):
     np.testing.assert_allclose(diffmeans.decision_function(X[:, 0]), X[:, 0] @ diffmeans.coef_ - 0.850068, rtol=1e-6)
     vector = SteeringVector.load(write_legacy(tmp_path, "vector"))
     assert vector.layers == (2,) and vector.direction.tolist() == [0.5, -1.0, 2.0] and vector.typical_norm == 3.0
-    token = load_probe(write_legacy(tmp_path, "token"))
-    assert type(token) is LinearTokenProbe and token.layer == 1 and token.predict_proba(X[:, 0]).shape == (2, 2)
+    token = TokenProbe.load(write_legacy(tmp_path, "token"))
+    assert type(token) is LinearTokenProbe and token.layer_ == 1 and token.predict_proba(X[:, 0]).shape == (2, 2)
 
 
 def test_round_trip_through_load_artifact(fitted, tmp_path):

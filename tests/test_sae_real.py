@@ -62,7 +62,10 @@ def test_an_edit_with_the_error_term_kept_is_exact_until_it_edits(smollm2, sae):
 def test_the_sae_explains_held_out_text_after_the_first_token(smollm2, sae):
     quality = sae_quality(smollm2, sae, TEXTS)
     assert quality["explained_variance"] >= 0.7 and quality["l0"] <= 64
-    assert sae_quality(smollm2, sae, TEXTS, skip_first=False)["explained_variance"] < quality["explained_variance"]
+    every = sae_quality(smollm2, sae, TEXTS, skip_first=False)
+    assert every["n_tokens"] - quality["n_tokens"] == len(TEXTS)  # the default leaves each first token out
+    # (unlike the organism's SAEs, the first token does not LOWER this SAE's EV: the sink's huge norm dominates
+    # the total variance, so EV with it says little about typical tokens; see benchmarks/results_real_sae.md)
 
 
 def test_a_feature_view_renders(smollm2, sae, tmp_path):
