@@ -118,14 +118,14 @@ def test_live_scores_equal_offline_scores_and_leave_no_hooks(model, qa, probe, g
         assert first[0] == offline.tokens[0]
         wrong_layer_probe = HallucinationProbe(max_epochs=2).fit(np.random.default_rng(0).normal(size=(40, 7)),
                                                                  [0, 1] * 20)
-        with pytest.raises(ProbeInputError, match="width"):
+        with pytest.raises(ProbeInputError, match="X has .* features, but"):
             list(stream_scores(model, wrong_layer_probe, prompts[0], layer=2))
     # steerlab's variant: both states and the output confidence, streamed the same way
     labels = reference_labels(generated.tokens, generated.answer_index, qa.answers)
     plus = HallucinationProbe(max_epochs=20).fit(generated.features(2, "both", confidence=True), labels.token,
                                                  groups=generated.answer_index)
     expected_plus = plus.predict_proba(offline.features(2, "both", confidence=True))[:, 1]
-    plus.layer, plus.site = 2, "resid_post"  # recorded: stream_scores reads there unless told otherwise
+    plus.layer_, plus.site_ = 2, "resid_post"  # recorded: stream_scores reads there unless told otherwise
     for i, prompt in enumerate(prompts):
         streamed = [score for _, score in stream_scores(model, plus, prompt, state="both", confidence=True)]
         assert np.allclose(streamed, expected_plus[offline.answer_index == i], atol=1e-5)
