@@ -1,8 +1,8 @@
 """The model options every model-loading command shares, and the model they load.
 
 ``MODEL [--backend B] [--device D] [--dtype T]`` on ``capture``, ``probe``, ``steer``,
-``hallucination``, ``train-sae`` and ``sae-feature``. Only argparse is imported at the top, so
-``steerlab --help`` stays instant.
+``hallucination``, ``train-sae`` and ``sae-feature``. Only argparse and the (stdlib-only) config
+module are imported at the top, so ``steerlab --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-DTYPES = ("float32", "bfloat16", "float16")
-BACKENDS = ("auto", "hf", "transformer_lens", "nnsight")
+from steerlab.pipeline.config import BACKENDS, DTYPES  # the config's [model] keys take the same values (stdlib only)
 
 
 def model_arguments(parser: argparse.ArgumentParser) -> None:
