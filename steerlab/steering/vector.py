@@ -171,6 +171,7 @@ class SteeringVector:
         probe_layers = list(getattr(probe, "layers_", None) or [])
         if coef.ndim == 2 and coef.shape[0] == 1 and len(probe_layers) <= 1:
             coef = coef[0]  # sklearn-style [1, d] for a single binary probe
+        slot = 0
         if coef.ndim == 2:
             if layer is None:
                 raise ValueError(f"This probe was fitted at {coef.shape[0]} layers {probe_layers or ''}: pass layer=.")
@@ -181,15 +182,13 @@ class SteeringVector:
             else:
                 slot = layer
             coef, intercept = coef[slot], intercept[slot]
-            norms = getattr(probe, "activation_norm_", None)
-            typical = None if norms is None else float(torch.as_tensor(norms).reshape(-1)[slot])
         else:
-            norms = getattr(probe, "activation_norm_", None)
-            typical = None if norms is None else float(torch.as_tensor(norms).reshape(-1)[0])
             layer = layer if layer is not None else (probe_layers[0] if probe_layers else None)
             if layer is None:
                 raise ValueError("The probe does not record its layer: pass layer=.")
             intercept = intercept[0]
+        norms = getattr(probe, "activation_norm_", None)  # the training rows' median norm at that layer
+        typical = None if norms is None else float(torch.as_tensor(norms).reshape(-1)[slot])
         coef = coef.to(torch.float32)
         metrics = {key: value for key, value in (getattr(probe, "metrics_", None) or {}).items()
                    if isinstance(value, (int, float, str))}
