@@ -4,9 +4,9 @@
         [--prompts 4] [--new-tokens 32] [--rounds 7] [--threads 1] [--backend hf]
 
 Every condition generates the same number of tokens (``min_new_tokens = max_new_tokens``,
-greedy, transformers' own loop with its KV cache), in rounds that alternate the conditions
-in one process; the ratio is steered tokens/s over unsteered tokens/s of the same round,
-reported as the median over rounds, in wall-clock and in process CPU time (with one torch
+greedy, transformers' own loop with its KV cache), in rounds in one process; each steered condition runs between two unsteered runs of the same
+round (unsteered, steered, steered, unsteered); the ratio is steered tokens/s over those unsteered
+runs' tokens/s, reported as the median over rounds, in wall-clock and in process CPU time (with one torch
 thread the CPU-time ratio is what the steering costs, whatever else runs on the machine).
 
 Conditions: ``add`` at the middle layer, ``clamp`` (probe probability := 0.9) at the
@@ -98,26 +98,39 @@ def main() -> None:
     }
     for fn in conditions.values():  # warm-up
         fn()
+    # Each steered condition is timed against unsteered runs next to it, in the order unsteered,
+    # steered, steered, unsteered (ABBA): a drift in machine speed during the round cancels, and
+    # neither condition always runs first (a fixed order biased the ratio by up to 6%).
     wall: dict[str, list[float]] = {name: [] for name in conditions}
     cpu: dict[str, list[float]] = {name: [] for name in conditions}
+    baseline_wall: dict[str, list[float]] = {name: [] for name in conditions}
+    baseline_cpu: dict[str, list[float]] = {name: [] for name in conditions}
+    steered = [name for name in conditions if name != "unsteered"]
     for round_number in range(args.rounds):
-        for name, fn in conditions.items():
-            seconds, cpu_seconds = timed(fn)
-            wall[name].append(seconds)
-            cpu[name].append(cpu_seconds)
-        ratios = ", ".join(f"{name} {cpu['unsteered'][-1] / cpu[name][-1]:.3f}x" for name in list(conditions)[1:])
+        for name in steered:
+            for condition, walls, cpus in (("unsteered", baseline_wall, baseline_cpu), (name, wall, cpu),
+                                           (name, wall, cpu), ("unsteered", baseline_wall, baseline_cpu)):
+                seconds, cpu_seconds = timed(conditions[condition])
+                walls[name].append(seconds)
+                cpus[name].append(cpu_seconds)
+        ratios = ", ".join(f"{name} {sum(baseline_cpu[name][-2:]) / sum(cpu[name][-2:]):.3f}x" for name in steered)
         print(f"round {round_number + 1}/{args.rounds} (CPU-time ratios): {ratios}", file=sys.stderr, flush=True)
+
+    def median_ratio(baseline: list[float], times: list[float]) -> float:
+        """Median over rounds of (the round's two unsteered runs) / (its two steered runs)."""
+        return statistics.median(sum(baseline[i:i + 2]) / sum(times[i:i + 2]) for i in range(0, len(times), 2))
 
     tokens = args.prompts * args.new_tokens
     print(f"\n{args.model} ({args.backend}), {args.prompts} prompts x {args.new_tokens} new tokens, greedy, KV cache; "
           f"median over {args.rounds} rounds\n")
     print("| condition | tokens/s (wall) | steered/unsteered (wall) | steered/unsteered (CPU time) |")
     print("|---|---|---|---|")
-    for name in conditions:
-        wall_ratio = statistics.median(u / s for u, s in zip(wall["unsteered"], wall[name]))
-        cpu_ratio = statistics.median(u / s for u, s in zip(cpu["unsteered"], cpu[name]))
+    unsteered_walls = [t for name in steered for t in baseline_wall[name]]
+    print(f"| unsteered | {tokens / statistics.median(unsteered_walls):.1f} | 1.000x | 1.000x |")
+    for name in steered:
         rate = tokens / statistics.median(wall[name])
-        print(f"| {name} | {rate:.1f} | {wall_ratio:.3f}x | {cpu_ratio:.3f}x |")
+        print(f"| {name} | {rate:.1f} | {median_ratio(baseline_wall[name], wall[name]):.3f}x "
+              f"| {median_ratio(baseline_cpu[name], cpu[name]):.3f}x |")
     print("\n" + machine_line(args.threads))
 
 
