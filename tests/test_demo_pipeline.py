@@ -117,3 +117,20 @@ def test_the_demo_report_has_a_summary_flags_and_a_sound_layout(demo_run):
     if CHROMIUM is None:
         pytest.skip("no chromium on this machine (apt-get install chromium)")
     assert structure_problems(page_checks(demo_run / "report.html")) == []
+
+
+def test_the_sae_stage_beside_the_others_needs_a_model_it_can_load_again(tmp_path):
+    import steerlab
+    from steerlab.pipeline.demo import run_demo
+
+    adapter = steerlab.load_model("demo")
+    with pytest.raises(ValueError, match="name or a path"):
+        run_demo(tmp_path / "run", model=adapter, sae_beside=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_error_in_the_sae_stage_beside_reaches_the_caller():
+    from steerlab.pipeline.demo import _SaeBeside
+
+    with pytest.raises(Exception, match="no-such-model"):
+        _SaeBeside("no-such-model").result()
