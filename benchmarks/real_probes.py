@@ -289,7 +289,7 @@ def main() -> None:
                         "statements (whole cities; default: all 1,496)")
     parser.add_argument("--slow-stride", type=int, default=3, help="the reference protocol and GCS run on every "
                         "n-th layer (plus RaptorProbe's chosen one and the last)")
-    parser.add_argument("--gcs-probes", type=int, default=250, help="GCS probes per layer (paper: 1000)")
+    parser.add_argument("--gcs-probes", type=int, default=1000, help="GCS probes per layer (as the paper)")
     parser.add_argument("--stability-gcs-probes", type=int, default=100, help="GCS probes per stability run")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--drop", type=float, default=0.2)

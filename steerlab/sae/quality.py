@@ -56,15 +56,20 @@ def reconstruction_metrics(sae: SAE, activations: torch.Tensor) -> dict[str, flo
             "dense_fraction": float((frequency > DENSE_FREQUENCY).float().mean()), "n_tokens": len(x)}
 
 
-def ce_losses(model: ModelLike, sae: SAE, texts: Sequence[str], skip_first: bool = True) -> dict[str, float]:
+def ce_losses(model: ModelLike, sae: SAE, texts: Sequence[str], skip_first: bool = True,
+              site_mean: torch.Tensor | None = None) -> dict[str, float]:
     """Mean next-token loss (nats) of ``texts``: clean, SAE spliced in, site mean-ablated (the first
-    token left as it is in both when ``skip_first``)."""
+    token left as it is in both when ``skip_first``).
+
+    ``site_mean`` ``[d_in]``: the site's mean activation over ``texts`` (the same tokens), if already
+    at hand; computed here otherwise.
+    """
     point = check_sae(sae, model)
     texts = list(texts)
     clean = mean_nll(model, texts, token_logprobs(model, texts))
     with sae_splice(model, sae, skip_first=skip_first):
         spliced = mean_nll(model, texts, token_logprobs(model, texts))
-    mean = site_activations(model, sae, texts, skip_first=skip_first).mean(dim=0)
+    mean = site_activations(model, sae, texts, skip_first=skip_first).mean(dim=0) if site_mean is None else site_mean
 
     def mean_ablate(h: torch.Tensor) -> torch.Tensor:
         ablated = mean.to(h.device, h.dtype).expand_as(h).clone()
@@ -84,5 +89,6 @@ def sae_quality(model: ModelLike, sae: SAE, texts: Sequence[str], skip_first: bo
 
     ``skip_first`` (default): leave each text's first token (the attention sink) out of every number.
     """
-    return {**reconstruction_metrics(sae, site_activations(model, sae, texts, skip_first=skip_first)),
-            **ce_losses(model, sae, texts, skip_first=skip_first)}
+    activations = site_activations(model, sae, texts, skip_first=skip_first)  # [n_tokens, d_in], read once
+    return {**reconstruction_metrics(sae, activations),
+            **ce_losses(model, sae, texts, skip_first=skip_first, site_mean=activations.float().mean(dim=0))}
