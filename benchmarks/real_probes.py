@@ -340,6 +340,9 @@ def main() -> None:
         json_path.write_text(json.dumps(result, indent=1), encoding="utf-8")  # incremental
         md_path.write_text(markdown(result, command), encoding="utf-8")
         figure(result, args.out / f"{stem}_accuracy_by_layer.html")
+    if not data:
+        log(f"nothing to do: {json_path} already has {', '.join(result['datasets'])} (delete it to run again)")
+        return
     log(f"wrote {md_path} ({result['seconds_total']:.0f} s)")
 
 
