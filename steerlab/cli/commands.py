@@ -254,14 +254,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from steerlab.pipeline.demo import run_demo
 
-    # With two or more threads to spend (the thread policy of steerlab.cli.threads), the SAE stage runs
-    # beside the others on half of them: the demo model's small operations scale across stages, not
-    # across intra-op threads (quiet 2 cores: one stage on two threads used 135 CPU-s for an 82 s demo).
+    # The SAE stage runs beside the others, each stage on half the threads the policy gives (at least one):
+    # the demo model's small operations scale across stages, not across intra-op threads (quiet 2 cores:
+    # one stage at a time on two threads used 135 CPU-s for an 82 s demo), and beside a CPU hog two
+    # demo threads get a fair share of two cores where one gets a third of them.
     threads = torch.get_num_threads()
-    sae_beside = threads >= 2
-    if sae_beside:
-        torch.set_num_threads(threads // 2)  # the command's thread setting is restored when it returns
-    print_demo_summary(args.out, run_demo(args.out, overwrite=args.overwrite, sae_beside=sae_beside))
+    torch.set_num_threads(max(1, threads // 2))  # the command's thread setting is restored when it returns
+    print_demo_summary(args.out, run_demo(args.out, overwrite=args.overwrite, sae_beside=True))
     return 0
 
 
