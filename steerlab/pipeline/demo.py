@@ -66,7 +66,7 @@ def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: ModelLik
     run; the results are the same, the wall time shorter where a second core is free. torch
     releases the GIL inside its kernels, so two stages on one torch thread each use two cores
     better than one stage on two threads (small models: many small operations, where intra-op
-    threads mostly wait at barriers). ``steerlab demo`` turns it on when it finds two free cores.
+    threads mostly wait at barriers). ``steerlab demo`` turns it on.
     """
     if sae_beside and not isinstance(model, (str, os.PathLike)):
         raise ValueError("sae_beside=True loads a second copy of the model, so `model` must be a name or a path; "
