@@ -1,9 +1,14 @@
 """Steering real models at a KL budget: truth verdicts, the causal test, sentiment (issue 14).
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python benchmarks/real_steering.py --model smollm2-135m-instruct \
-        --out benchmarks/real_steering/smollm2-135m-instruct
-    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python benchmarks/real_steering.py --model gemma-3-270m \
-        --out benchmarks/real_steering/gemma-3-270m
+        --out benchmarks/results_real_steering/smollm2-135m-instruct       # truth + sentiment, ~21 CPU-min
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python benchmarks/real_steering.py --model gemma-3-270m --parts truth \
+        --out benchmarks/results_real_steering/gemma-3-270m_truth          # ~23 CPU-min
+
+The defaults are the sizes of the recorded runs (``results_real_steering.md``): candidate layers
+12, 16 (SmolLM2) and 7, 9 (Gemma-3, chosen from a wider sweep in earlier runs), 16 calibration and 40
+test cities, 16 neutral sentences, 3 random directions for the causal null. ``--readout chat_few_shot``
+forces SmolLM2's chat form (its prompts are 5x longer: 38 CPU-min).
 
 Writes OUT.json (every number) and OUT.md (the tables). Every steering strength is set by a KL
 budget on neutral text (``--budget`` nats/token, 0.1 by default: :func:`alpha_at_kl`), every
@@ -58,8 +63,8 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 
 MODELS = {  # candidate layers (truth / sentiment), the judge model, and how to ask for a review
-    "smollm2-135m-instruct": dict(layers=[8, 12, 16, 20], sentiment_layers=[6, 10, 14], judge="gemma-3-270m"),
-    "gemma-3-270m": dict(layers=[5, 7, 9, 12], sentiment_layers=[4, 6, 9], judge="smollm2-135m-instruct"),
+    "smollm2-135m-instruct": dict(layers=[12, 16], sentiment_layers=[6, 10, 14], judge="gemma-3-270m"),
+    "gemma-3-270m": dict(layers=[7, 9], sentiment_layers=[4, 6, 9], judge="smollm2-135m-instruct"),
 }
 REVIEW_TOPICS = ["the restaurant", "the hotel", "the film", "the museum", "the coffee shop", "the concert",
                  "the bookshop", "the train journey"]
@@ -620,10 +625,10 @@ def main() -> None:
     parser.add_argument("--readout", default=None, help="force a named readout instead of choosing on calibration")
     parser.add_argument("--readouts", type=lambda s: s.split(","), default=None,
                         help="comma-separated candidate readouts (default: all for this model)")
-    parser.add_argument("--cal-cities", type=int, default=24)
+    parser.add_argument("--cal-cities", type=int, default=16)
     parser.add_argument("--test-cities", type=int, default=40)
     parser.add_argument("--train-cities", type=int, default=300)
-    parser.add_argument("--n-neutral", type=int, default=24)
+    parser.add_argument("--n-neutral", type=int, default=16)
     parser.add_argument("--alpha-start", type=float, default=0.1, help="first alpha tried (x median token norm)")
     parser.add_argument("--frontier", type=lambda s: [float(x) for x in s.split(",")], default=[0.5, 2.0, 4.0])
     parser.add_argument("--sentiment-frontier", type=lambda s: [float(x) for x in s.split(",")], default=[2.0, 4.0, 8.0])
@@ -631,7 +636,7 @@ def main() -> None:
     parser.add_argument("--judge-train", type=int, default=300, help="SST-2 sentences per class to fit the judge")
     parser.add_argument("--judge-val", type=int, default=100)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--n-controls", type=int, default=5, help="random directions for the causal test's null")
+    parser.add_argument("--n-controls", type=int, default=3, help="random directions for the causal test's null")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--markdown-from", default=None, help="only re-render OUT.md from this OUT.json")
