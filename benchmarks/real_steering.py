@@ -1,7 +1,8 @@
 """Steering real models at a KL budget: truth verdicts, the causal test, sentiment (issue 14).
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python benchmarks/real_steering.py --model smollm2-135m-instruct \
-        --out benchmarks/results_real_steering/smollm2-135m-instruct       # truth + sentiment, ~21 CPU-min
+        --readouts this_statement_is,chat_few_shot --out benchmarks/results_real_steering/smollm2-135m-instruct
+        # truth + sentiment, ~21 CPU-min (every readout candidate: the chosen one decides the cost)
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python benchmarks/real_steering.py --model gemma-3-270m --parts truth \
         --out benchmarks/results_real_steering/gemma-3-270m_truth          # ~23 CPU-min
 
