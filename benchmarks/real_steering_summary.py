@@ -15,14 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def number(value, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(number(cell) for cell in row) + " |" for row in rows])
+from real_steering import fmt, table  # the run script's own markdown helpers (benchmarks/ is on sys.path)
 
 
 def truth_block(name: str, run: dict) -> list[str]:
@@ -35,8 +28,8 @@ def truth_block(name: str, run: dict) -> list[str]:
     for method, row in truth["test_verdicts"].items():
         control = row.get("control", {})
         rows.append([f"{method}@{row['layer']}", row["alpha"], row["kl_plus"], row["kl_minus"],
-                     f"{number(row['false_to_true'])} ({row['false_to_true_candidates']})",
-                     f"{number(row['true_to_false'])} ({row['true_to_false_candidates']})",
+                     f"{fmt(row['false_to_true'])} ({row['false_to_true_candidates']})",
+                     f"{fmt(row['true_to_false'])} ({row['true_to_false_candidates']})",
                      control.get("false_to_true"), control.get("true_to_false"), row.get("control_kl_plus")])
     out += [table(["method@layer", "alpha", "KL +", "KL -", "flips f->t (of n)", "flips t->f (of n)",
                    "control f->t", "control t->f", "control KL"], rows), ""]
@@ -51,8 +44,8 @@ def truth_block(name: str, run: dict) -> list[str]:
                    "null mean abs", "null max abs"], rows), ""]
     clamp = truth["clamp"]
     out += [f"RAPTOR clamp at layer {clamp['layer']} (probe test accuracy {clamp['probe_accuracy_test']:.3f}): "
-            f"p* = 0.9999 flips false->true {number(clamp['false_to_true_all'])} (every token; KL "
-            f"{clamp['false_to_true_kl_all']:.3f}), p* = 0.0001 flips true->false {number(clamp['true_to_false_all'])} "
+            f"p* = 0.9999 flips false->true {fmt(clamp['false_to_true_all'])} (every token; KL "
+            f"{clamp['false_to_true_kl_all']:.3f}), p* = 0.0001 flips true->false {fmt(clamp['true_to_false_all'])} "
             f"(KL {clamp['true_to_false_kl_all']:.3f}).", ""]
     return out
 
