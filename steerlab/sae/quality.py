@@ -61,18 +61,19 @@ def ce_losses(model: ModelLike, sae: SAE, texts: Sequence[str], skip_first: bool
     """Mean next-token loss (nats) of ``texts``: clean, SAE spliced in, site mean-ablated (the first
     token left as it is in both when ``skip_first``).
 
-    ``site_mean`` ``[d_in]``: the site's mean activation over ``texts`` (the same tokens), if already
-    at hand; computed here otherwise.
+    ``site_mean`` ``[d_in]``: the site's mean activation over ``texts`` (the same tokens, averaged in
+    float32), if already at hand; computed here otherwise.
     """
     point = check_sae(sae, model)
     texts = list(texts)
     clean = mean_nll(model, texts, token_logprobs(model, texts))
     with sae_splice(model, sae, skip_first=skip_first):
         spliced = mean_nll(model, texts, token_logprobs(model, texts))
-    mean = site_activations(model, sae, texts, skip_first=skip_first).mean(dim=0) if site_mean is None else site_mean
+    if site_mean is None:
+        site_mean = site_activations(model, sae, texts, skip_first=skip_first).float().mean(dim=0)
 
     def mean_ablate(h: torch.Tensor) -> torch.Tensor:
-        ablated = mean.to(h.device, h.dtype).expand_as(h).clone()
+        ablated = site_mean.to(h.device, h.dtype).expand_as(h).clone()
         if skip_first:  # keep the first token, as the splice does (right padding: column 0 is the first token)
             ablated[:, 0] = h[:, 0]
         return ablated
