@@ -129,8 +129,26 @@ def test_the_sae_stage_beside_the_others_needs_a_model_it_can_load_again(tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-def test_an_error_in_the_sae_stage_beside_reaches_the_caller():
-    from steerlab.pipeline.demo import _SaeBeside
+def test_an_error_in_the_sae_stage_process_reaches_the_caller():
+    from steerlab.pipeline.sae_stage_process import SaeStageProcess
 
-    with pytest.raises(Exception, match="no-such-model"):
-        _SaeBeside("no-such-model").result()
+    beside = SaeStageProcess("no-such-model", threads=1)
+    with pytest.raises(RuntimeError, match="no-such-model"):
+        beside.result()
+    beside.close()
+    assert not beside.folder.exists()
+
+
+def test_the_sae_stage_process_is_stopped_when_the_demo_fails(tmp_path):
+    from steerlab.pipeline.demo import run_demo
+    from steerlab.pipeline.sae_stage_process import SaeStageProcess
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "mine.txt").write_text("kept")
+    beside = SaeStageProcess("demo", threads=1)
+    with pytest.raises(FileExistsError):  # the output exists: the demo stops before any stage
+        run_demo(tmp_path / "run", sae_beside=beside)
+    assert beside._process.returncode is not None and not beside.folder.exists()  # no process outlives it
+    assert (tmp_path / "run" / "mine.txt").read_text() == "kept"
+    with pytest.raises(ValueError, match="same model"):
+        run_demo(tmp_path / "other", model="demo", sae_beside=SaeStageProcess("demo-other", threads=1))

@@ -25,6 +25,7 @@ COMMANDS = {"capture": commands.run_capture, "merge-captures": commands.run_merg
             "train-sae": commands.run_train_sae, "sae-feature": commands.run_sae_feature, "report": commands.run_report, "models": commands.run_models}
 
 MODEL_COMMANDS = {"capture", "demo", "run", "probe", "steer", "hallucination", "train-sae", "sae-feature"}  # the thread policy applies
+BEFORE_TORCH = {"demo": commands.start_demo_sae_stage}  # work a command starts before torch is imported (as args.started)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,8 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return COMMANDS[args.command](args)
         from steerlab.cli.threads import command_threads
 
-        with command_threads():  # torch threads for this command (see steerlab.cli.threads), restored after
-            return COMMANDS[args.command](args)
+        early = BEFORE_TORCH.get(args.command)
+        args.started = early(args) if early else None
+        try:
+            with command_threads():  # torch threads for this command (see steerlab.cli.threads), restored after
+                return COMMANDS[args.command](args)
+        finally:
+            if args.started is not None:
+                args.started.close()  # a no-op once the command has used it; stops it if the command failed early
     except KeyboardInterrupt:  # Ctrl-C: one line saying what was kept, the shell's code for SIGINT
         print(f"steerlab {args.command}: interrupted. {commands.after_interrupt(args)}", file=sys.stderr)
         return 130

@@ -249,18 +249,29 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_demo_sae_stage(args: argparse.Namespace) -> Any:
+    """``steerlab demo``'s SAE stage in a second process, started before this one imports torch (the ~12 s of
+    imports it needs, sae-lens's ~9, then overlap this process's own); ``run_demo`` below takes it over."""
+    from steerlab.cli.threads import chosen_threads, usable_cores
+    from steerlab.pipeline.sae_stage_process import SaeStageProcess
+
+    threads = chosen_threads(usable_cores())  # None: OMP_NUM_THREADS or MKL_NUM_THREADS decide (0: the child halves them)
+    return SaeStageProcess("demo", 0 if threads is None else max(1, threads // 2))
+
+
 def run_demo(args: argparse.Namespace) -> int:
     import torch
 
     from steerlab.pipeline.demo import run_demo
 
-    # The SAE stage runs beside the others, each stage on half the threads the policy gives (at least one):
-    # the demo model's small operations scale across stages, not across intra-op threads (quiet 2 cores:
-    # one stage at a time on two threads used 135 CPU-s for an 82 s demo), and beside a CPU hog two
-    # demo threads get a fair share of two cores where one gets a third of them.
+    # The SAE stage runs in a second process beside the others, each process on half the threads the policy gives
+    # (at least one): the demo model's small operations scale across processes, not across intra-op threads (quiet
+    # 2 cores: one stage at a time on two threads used 135 CPU-s for an 82 s demo), and beside a CPU hog two demo
+    # processes get a fair share of two cores where one gets a third of them.
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads // 2))  # the command's thread setting is restored when it returns
-    print_demo_summary(args.out, run_demo(args.out, overwrite=args.overwrite, sae_beside=True))
+    beside = args.started if getattr(args, "started", None) is not None else True
+    print_demo_summary(args.out, run_demo(args.out, overwrite=args.overwrite, sae_beside=beside))
     return 0
 
 

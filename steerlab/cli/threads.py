@@ -13,7 +13,7 @@ thread count for its own process, once at start:
   one and at most torch's own default: on a quiet 2-core machine 2 threads, beside a 2-process
   CPU hog 1.
 
-``steerlab demo`` runs its SAE stage on a second Python thread beside the others, each stage on half
+``steerlab demo`` runs its SAE stage in a second process beside the others, each process on half
 the threads (at least one; see :func:`steerlab.pipeline.demo.run_demo`).
 
 The previous setting is restored when the command returns, so ``steerlab.cli.main([...])`` called

