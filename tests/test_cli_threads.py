@@ -56,7 +56,17 @@ def test_a_cpu_hog_is_seen_and_leaves_one_thread(no_thread_environment):
 def test_a_command_restores_the_callers_torch_threads(no_thread_environment, monkeypatch, capsys):
     from steerlab.cli import main
 
-    before = torch.get_num_threads()
+    from threadpoolctl import threadpool_info
+
+    def blas() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before, blas_before = torch.get_num_threads(), blas()
+    monkeypatch.setenv("STEERLAB_THREADS", "1")
+    with command_threads() as used:
+        assert used == torch.get_num_threads() == 1
+        assert set(blas()) <= {1}  # numpy's BLAS follows the command's choice
+    assert torch.get_num_threads() == before and blas() == blas_before
     monkeypatch.setenv("STEERLAB_THREADS", str(before + 1))
     with command_threads() as used:
         assert used == torch.get_num_threads() == before + 1

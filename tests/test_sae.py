@@ -418,8 +418,36 @@ def test_output_scores_are_the_same_in_small_forward_batches(model, sae):
     prompts = ["the food was", "the room was", "we liked the view , it was"]
     kwargs = dict(positive_words=["great"], negative_words=["awful"], features=[1, 3, 7, 11, 42])
     whole = output_scores(model, sae, prompts, **kwargs)
-    chunked = output_scores(model, sae, prompts, batch_size=2, batch_features=2, **kwargs)
+    chunked = output_scores(model, sae, prompts, batch_size=2, **kwargs)  # one feature per forward
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
+
+
+def test_output_scores_equal_full_forwards_with_the_feature_added(model, sae):
+    # output_scores runs only the blocks from the SAE's layer on; here every block runs, one feature at a time
+    from steerlab.sae.activations import site_activations
+    from steerlab.sae.loading import check_sae
+    from steerlab.steering.metrics import word_token_id
+
+    prompts, feature = ["the food was", "we liked the view , it was"], 7
+    score = output_scores(model, sae, prompts, ["great"], ["awful"], features=[feature])[0]
+    point = check_sae(sae, model)
+    norm = float(site_activations(model, sae, prompts).norm(dim=-1).median())
+    direction = sae.W_dec[feature].detach().float() / sae.W_dec[feature].float().norm() * norm
+    batch = model.tokenize(prompts)
+    great, awful = word_token_id(model.tokenizer, "great"), word_token_id(model.tokenizer, "awful")
+
+    def margin(logits):
+        last = logits[torch.arange(len(prompts)), batch.lengths - 1].log_softmax(-1)
+        return (last[:, great] - last[:, awful]).mean()
+
+    def add(h):
+        h = h.clone()
+        h[:, 1:] += direction  # not at the first token; pads come after the last token read
+        return h
+
+    with torch.no_grad():
+        expected = margin(model.forward(batch, [(model.point(point.site, point.layer), add)])) - margin(model.forward(batch))
+    assert abs(score - float(expected)) < 1e-4
 
 
 @pytest.mark.parametrize(("options", "error", "message"), [

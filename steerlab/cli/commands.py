@@ -268,10 +268,13 @@ def run_demo(args: argparse.Namespace) -> int:
     # (at least one): the demo model's small operations scale across processes, not across intra-op threads (quiet
     # 2 cores: one stage at a time on two threads used 135 CPU-s for an 82 s demo), and beside a CPU hog two demo
     # processes get a fair share of two cores where one gets a third of them.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads // 2))  # the command's thread setting is restored when it returns
+    from steerlab.cli.threads import blas_threads
+
+    threads = max(1, torch.get_num_threads() // 2)
+    torch.set_num_threads(threads)  # the command's thread setting is restored when it returns
     beside = args.started if getattr(args, "started", None) is not None else True
-    print_demo_summary(args.out, run_demo(args.out, overwrite=args.overwrite, sae_beside=beside))
+    with blas_threads(threads):
+        print_demo_summary(args.out, run_demo(args.out, overwrite=args.overwrite, sae_beside=beside))
     return 0
 
 

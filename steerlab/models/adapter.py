@@ -229,6 +229,30 @@ class ModelAdapter:
         with self._guard.running(), self._claimed_if(fns):
             return self._forward(batch.to(self.device), fns)
 
+    def forward_from(self, batch: TokenBatch, layer: int, resid_pre: torch.Tensor, fns: SiteFns = ()) -> torch.Tensor:
+        """Logits ``[batch, pos, vocab]`` of ``batch`` with ``resid_pre`` ``[batch, pos, d_model]`` as block ``layer``'s
+        input: the blocks before it do not run (on the hf backend; elsewhere they run and their result is
+        replaced: the same logits, no time saved).
+
+        For many forwards of the same texts that differ only from ``layer`` on (steering sweeps,
+        feature scores): capture ``resid_pre`` of ``layer`` once (:meth:`read`), then run only the
+        rest. Equal to :meth:`forward` when ``resid_pre`` is what the blocks before would give.
+        Every site function must sit at ``layer`` or later, and so must hooks already attached
+        (e.g. by :func:`steerlab.steer`): earlier ones would not run.
+        """
+        point = self.point("resid_pre", layer)
+        early = sorted({p.hook_name for p, _ in fns if p.execution_key < point.execution_key})
+        if early:
+            raise ValueError(f"forward_from(layer={point.layer}) skips the blocks before it, so site functions at "
+                             f"{early} would never run: start at their layer or earlier.")
+        expected = (*batch.input_ids.shape, self.d_model)
+        if tuple(resid_pre.shape) != expected:
+            raise ValueError(f"resid_pre has shape {tuple(resid_pre.shape)}; block {point.layer}'s input for this batch "
+                             f"is {expected} ([batch, pos, d_model]).")
+        given = (point, lambda h: resid_pre.to(h.device, h.dtype))
+        with self._guard.claim(self._forward_root()), self._blocks_skipped(point.layer):
+            return self.forward(batch, [given, *fns])
+
     def read(self, batch: TokenBatch, fns: SiteFns) -> None:
         """One forward pass run only as far as ``fns`` need (what :func:`steerlab.capture` uses).
 
@@ -388,6 +412,10 @@ class ModelAdapter:
     def _attach(self, fns: SiteFns) -> contextlib.AbstractContextManager:
         raise NotImplementedError
 
+    def _blocks_skipped(self, first: int) -> contextlib.AbstractContextManager:
+        """While open, blocks before ``first`` pass their input through uncomputed (here: they still run)."""
+        return contextlib.nullcontext()
+
     def _read(self, batch: TokenBatch, fns: SiteFns) -> None:
         """Torch-hook backends: one more site function at the deepest point, run after the others
         there, stops the pass; a pass that never reaches it (none should) simply runs to the end."""
@@ -430,6 +458,19 @@ class HFAdapter(ModelAdapter):
                 f"{type(self.hf_model).__name__} computes attention and MLP in parallel, so it has no resid_mid. "
                 "Use resid_pre, attn_out, mlp_out or resid_post."
             )
+
+    @contextlib.contextmanager
+    def _blocks_skipped(self, first: int) -> Iterator[None]:
+        # Each block's forward is replaced on the instance by a pass-through (the class's own forward is
+        # untouched), and restored on exit: the model then computes exactly what it computed before.
+        skipped = list(self.blocks)[:first]
+        try:
+            for block in skipped:
+                block.forward = _pass_through
+            yield
+        finally:
+            for block in skipped:
+                block.__dict__.pop("forward", None)
 
     @contextlib.contextmanager
     def _attach(self, fns: SiteFns) -> Iterator[None]:
@@ -494,6 +535,11 @@ def _hf_generate(adapter: ModelAdapter, batch: TokenBatch, max_new_tokens: int, 
                                        max_new_tokens=max_new_tokens, do_sample=do_sample,
                                        pad_token_id=adapter.pad_token_id, **kwargs)
     return output[:, batch.input_ids.shape[1]:]
+
+
+def _pass_through(*args: Any, **kwargs: Any) -> torch.Tensor:
+    """A skipped block: its input hidden states, unchanged (transformers' blocks take them first and return them)."""
+    return args[0] if args else kwargs["hidden_states"]
 
 
 def _output_hook(point: SitePoint, group: list[SiteFn]) -> Callable:

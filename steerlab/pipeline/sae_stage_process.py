@@ -71,8 +71,12 @@ def main(argv: list[str]) -> int:
     try:
         import torch
 
-        # this process is the demo's own: the command chose its threads (0: half of torch's default, at least 1)
+        from threadpoolctl import threadpool_limits
+
+        # this process is the demo's own: the command chose its threads (0: half of torch's default, at least 1),
+        # for torch and for the BLAS libraries numpy calls (see steerlab.cli.threads)
         torch.set_num_threads(int(threads) or max(1, torch.get_num_threads() // 2))
+        threadpool_limits(limits=torch.get_num_threads(), user_api="blas")
         import steerlab
         from steerlab.pipeline.demo_sae_stage import run_demo_sae_stage
         from steerlab.pipeline.output import write_json

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
+from steerlab.models.tokenization import TokenBatch
 from steerlab.sae.activations import site_activations
 from steerlab.sae.loading import check_sae
 from steerlab.steering.metrics import word_token_id
@@ -61,7 +62,7 @@ def _set_logprob(logprobs: torch.Tensor, ids: list[int]) -> torch.Tensor:
 @torch.no_grad()
 def output_scores(model: ModelLike, sae: SAE, prompts: Sequence[str], positive_words: Sequence[str],
                   negative_words: Sequence[str], features: Sequence[int] | None = None, strength: float = 1.0,
-                  batch_features: int = 64, batch_size: int = 256, skip_first: bool = True) -> np.ndarray:
+                  batch_size: int = 256, skip_first: bool = True) -> np.ndarray:
     """``[n_features]``: mean rise of ``log P(positive) - log P(negative)`` next-token when each feature is amplified.
 
     Args:
@@ -70,12 +71,14 @@ def output_scores(model: ModelLike, sae: SAE, prompts: Sequence[str], positive_w
         features: which latents (default: all).
         strength: the added vector's norm, in units of the median token norm at the site on
             ``prompts`` (1.0 doubles a typical token's norm at most).
-        batch_features: features steered per round (``batch_features * len(prompts)`` rows).
-        batch_size: rows per forward pass (a round is split into forwards of this many rows).
+        batch_size: rows per forward pass at most (as many features per forward as whole groups of
+            ``prompts`` fit; at least one).
         skip_first: add nothing at each prompt's first token (the attention sink; default), as the
             SAE hooks do; the median norm is taken without it too.
     """
     point = check_sae(sae, model)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     features = list(range(sae.cfg.d_sae)) if features is None else [int(f) for f in features]
     positive = [word_token_id(model.tokenizer, w) for w in positive_words]
     negative = [word_token_id(model.tokenizer, w) for w in negative_words]
@@ -83,43 +86,34 @@ def output_scores(model: ModelLike, sae: SAE, prompts: Sequence[str], positive_w
     directions = sae.W_dec.detach().float().cpu()
     directions = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12) * strength * norm
     first = 1 if skip_first else 0
-    baseline = _margin(model, list(prompts), positive, negative, None, point, batch_size, first).mean()
+    # Every steered row repeats one of the prompts, unchanged before the SAE's layer: its input to that
+    # layer is read once here and each steered forward runs only the blocks from there on.
+    base = model.tokenize(list(prompts))  # [P, pos], right-padded
+    start = model.point("resid_pre", point.layer)
+    held: dict[str, torch.Tensor] = {}
+    model.read(base, [(start, lambda h: held.__setitem__("resid_pre", h.detach().clone()))])
+    baseline = _margins(model, base, model.forward(base), positive, negative).mean()
+    n_prompts, per_forward = len(prompts), max(1, batch_size // len(prompts))  # whole prompt groups per forward
     scores = []
-    for start in range(0, len(features), batch_features):
-        chunk = features[start:start + batch_features]
-        per_row = directions[chunk].repeat_interleave(len(prompts), dim=0)  # [chunk * prompts, d]
-        rows = [prompt for _ in chunk for prompt in prompts]  # feature-major, matching per_row
-        margins = _margin(model, rows, positive, negative, per_row, point, batch_size, first)
-        scores.append(margins.reshape(len(chunk), len(prompts)).mean(dim=1) - baseline)
+    for index in range(0, len(features), per_forward):
+        chunk = features[index:index + per_forward]
+        per_row = directions[chunk].repeat_interleave(n_prompts, dim=0)  # [chunk * P, d]: feature-major rows
+        rows = TokenBatch(base.input_ids.repeat(len(chunk), 1), base.attention_mask.repeat(len(chunk), 1),
+                          base.padding_side)
+        with model.token_positions() as tracker:
+            def add(h: torch.Tensor) -> torch.Tensor:
+                selected = (tracker.real & (tracker.position >= first)).unsqueeze(-1)  # [rows, pos, 1]
+                return h + selected * per_row.to(h.device, h.dtype).unsqueeze(1)
+            logits = model.forward_from(rows, point.layer, held["resid_pre"].repeat(len(chunk), 1, 1),
+                                        [(model.point(point.site, point.layer), add)])
+        margins = _margins(model, rows, logits, positive, negative)
+        scores.append(margins.reshape(len(chunk), n_prompts).mean(dim=1) - baseline)
     return torch.cat(scores).numpy()
 
 
-def _margin(model: ModelLike, prompts: list[str], positive: list[int], negative: list[int],
-            per_row: torch.Tensor | None, point: Any, batch_size: int, first: int = 1) -> torch.Tensor:
-    """``[n_prompts]`` next-token ``log P(positive set) - log P(negative set)``, with ``per_row[i]`` added at row i
-    from token ``first`` on.
-
-    Runs ``batch_size`` rows per forward pass (``per_row`` is ``[n_prompts, d_model]`` or None).
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    return torch.cat([_margin_batch(model, prompts[start:start + batch_size], positive, negative,
-                                    None if per_row is None else per_row[start:start + batch_size], point, first)
-                      for start in range(0, len(prompts), batch_size)])
-
-
-def _margin_batch(model: ModelLike, prompts: list[str], positive: list[int], negative: list[int],
-                  per_row: torch.Tensor | None, point: Any, first: int) -> torch.Tensor:
-    """:func:`_margin` for one forward pass."""
-    batch = model.tokenize(prompts)
-    if per_row is None:
-        logits = model.forward(batch)
-    else:
-        with model.token_positions() as tracker:
-            def add(h: torch.Tensor) -> torch.Tensor:
-                selected = (tracker.real & (tracker.position >= first)).unsqueeze(-1)  # [batch, pos, 1]
-                return h + selected * per_row.to(h.device, h.dtype).unsqueeze(1)
-            logits = model.forward(batch, [(model.point(point.site, point.layer), add)])
+def _margins(model: ModelLike, batch: TokenBatch, logits: torch.Tensor, positive: list[int], negative: list[int]
+             ) -> torch.Tensor:
+    """``[rows]`` next-token ``log P(positive set) - log P(negative set)`` after each row's last real token."""
     last = batch.lengths.to(logits.device) - 1
     logprobs = torch.log_softmax(logits[torch.arange(len(last)), last].float(), dim=-1).cpu()
     return _set_logprob(logprobs, positive) - _set_logprob(logprobs, negative)

@@ -7,6 +7,8 @@ on a busy machine). Here a forward holds ``k`` settings x ``n`` texts (rows ``s 
 every vector of the group is attached once with per-row alphas (:func:`steer` with a
 ``[n_vectors, rows]`` tensor), zero on the rows of the other settings, which adds exactly
 nothing there. The numbers equal one forward per setting up to float summation order (~1e-6).
+The blocks before the first steered layer are the same under every setting: they run once per
+group of texts, and each batched forward starts from their output (``adapter.forward_from``).
 """
 
 from __future__ import annotations
@@ -59,16 +61,29 @@ def steered_chunks(model: ModelAdapter, texts: Sequence[str], settings: Sequence
     warning, as by ``capture``.
     """
     ids = encode(model.tokenizer, list(texts), max_length=model.context_length)
+    first = _first_steered_layer(model, settings)
     for text_slice, per_forward in _text_groups(ids, len(model.tokenizer), max_rows):
         batch = pad(ids[text_slice], pad_id=model.pad_token_id, side="right")
-        unsteered = None
-        if reference:
-            with torch.no_grad():
-                unsteered = torch.log_softmax(model.forward(batch).float(), dim=-1)
+        unsteered, held = None, {}
+        # Every setting leaves the blocks before `first` as they are: their output is read once per group
+        # of texts (beside the reference when there is one) and the steered forwards start from it.
+        read = [] if first == 0 else [(model.point("resid_pre", first), lambda h: held.__setitem__("h", h.clone()))]
+        with torch.no_grad():
+            if reference:
+                unsteered = torch.log_softmax(model.forward(batch, read).float(), dim=-1)
+            elif read:
+                model.read(batch, read)
         for start in range(0, len(settings), per_forward):
             group = range(start, min(start + per_forward, len(settings)))
-            logits = _forward_group(model, batch, [settings[i] for i in group], steer_kwargs)
+            logits = _forward_group(model, batch, [settings[i] for i in group], steer_kwargs, first, held.get("h"))
             yield Chunk(group, text_slice, logits, batch, unsteered)
+
+
+def _first_steered_layer(model: ModelAdapter, settings: Sequence[Setting]) -> int:
+    """The first block any setting's vector changes (every site of a layer is in its block; 0 with none)."""
+    layers = [point.layer for setting in settings if setting.vector is not None
+              for point in setting.vector.points(model.n_layers)]
+    return min(layers, default=0)
 
 
 def _text_groups(ids: list[list[int]], vocabulary: int, max_rows: int) -> Iterator[tuple[slice, int]]:
@@ -86,18 +101,24 @@ def _text_groups(ids: list[list[int]], vocabulary: int, max_rows: int) -> Iterat
         start = end
 
 
-def _forward_group(model: ModelAdapter, batch: TokenBatch, group: list[Setting], steer_kwargs: dict
-                   ) -> torch.Tensor:
-    """``[k, n, pos, vocab]`` float32 logits of the ``n`` texts under each of the ``k`` settings."""
+def _forward_group(model: ModelAdapter, batch: TokenBatch, group: list[Setting], steer_kwargs: dict, first: int = 0,
+                   resid_pre: torch.Tensor | None = None) -> torch.Tensor:
+    """``[k, n, pos, vocab]`` float32 logits of the ``n`` texts under each of the ``k`` settings (from block ``first``
+    on, with ``resid_pre`` ``[n, pos, d_model]`` its unsteered input, when given)."""
     k, n = len(group), batch.input_ids.shape[0]
     repeated = TokenBatch(batch.input_ids.repeat(k, 1), batch.attention_mask.repeat(k, 1), batch.padding_side)
     vectors: list[SteeringVector] = []
     for setting in group:  # one entry per distinct vector object, in order
         if setting.vector is not None and not any(setting.vector is seen for seen in vectors):
             vectors.append(setting.vector)
+    def forward() -> torch.Tensor:
+        if resid_pre is None:
+            return model.forward(repeated)
+        return model.forward_from(repeated, first, resid_pre.repeat(k, 1, 1))
+
     with torch.no_grad():
         if not vectors:
-            logits = model.forward(repeated)
+            logits = forward()
         else:
             alphas = torch.zeros(len(vectors), k * n, dtype=torch.float32)
             for slot, setting in enumerate(group):
@@ -105,5 +126,5 @@ def _forward_group(model: ModelAdapter, batch: TokenBatch, group: list[Setting],
                     index = next(i for i, seen in enumerate(vectors) if seen is setting.vector)
                     alphas[index, slot * n:(slot + 1) * n] = float(setting.alpha)
             with steer(model, vectors, alpha=alphas, **steer_kwargs):
-                logits = model.forward(repeated)
+                logits = forward()
     return logits.float().reshape(k, n, *logits.shape[1:])
