@@ -125,3 +125,17 @@ def test_smollm2_steering_reports_efficacy_kl_and_the_random_control_at_one_alph
     assert steered.kl == pytest.approx(point.kl, rel=1e-3)  # the sweep and the budget search measure alike
     assert all(math.isfinite(value) for value in (steered.efficacy, control.efficacy, control.kl))
     assert result.baseline_efficacy == pytest.approx(0.0, abs=1e-5)  # the shift is measured from the unsteered model
+
+
+@pytest.mark.parametrize("name", ["smollm2", "gemma"])
+def test_forward_from_a_middle_layer_equals_the_full_forward(name, request):
+    model = request.getfixturevalue(name)  # Llama and Gemma-3 (per-layer attention types) blocks
+    batch = model.tokenize([PROMPT, GEMMA_PROMPT])
+    layer = model.n_layers // 2
+    held = {}
+    direction = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
+    steered = [(model.point("resid_post", layer), lambda h: h + direction)]
+    with torch.no_grad():
+        model.read(batch, [(model.point("resid_pre", layer), lambda h: held.__setitem__("h", h.clone()))])
+        full = model.forward(batch, steered)
+        assert torch.equal(model.forward_from(batch, layer, held["h"], steered), full)
