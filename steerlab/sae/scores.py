@@ -87,12 +87,11 @@ def output_scores(model: ModelLike, sae: SAE, prompts: Sequence[str], positive_w
     directions = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12) * strength * norm
     first = 1 if skip_first else 0
     # Every steered row repeats one of the prompts, unchanged before the SAE's layer: its input to that
-    # layer is read once here and each steered forward runs only the blocks from there on.
+    # layer is read once, in the unsteered forward, and each steered forward runs only the blocks from there on.
     base = model.tokenize(list(prompts))  # [P, pos], right-padded
-    start = model.point("resid_pre", point.layer)
     held: dict[str, torch.Tensor] = {}
-    model.read(base, [(start, lambda h: held.__setitem__("resid_pre", h.detach().clone()))])
-    baseline = _margins(model, base, model.forward(base), positive, negative).mean()
+    read = (model.point("resid_pre", point.layer), lambda h: held.__setitem__("resid_pre", h.detach().clone()))
+    baseline = _margins(model, base, model.forward(base, [read]), positive, negative).mean()
     n_prompts, per_forward = len(prompts), max(1, batch_size // len(prompts))  # whole prompt groups per forward
     scores = []
     for index in range(0, len(features), per_forward):
