@@ -163,3 +163,61 @@ def test_default_settings_pick_the_C_of_independent_sklearn_fits(d):
     train, val = split(y, 0.2, 0)
     chosen = [per_C_sklearn_choice(X[:, layer].astype(np.float64), y, train, val, grid)[0] for layer in range(3)]
     np.testing.assert_array_equal(probe.C_, chosen)
+
+
+def test_the_solver_runs_numpys_blas_on_one_thread_and_restores_it():
+    """BLAS threads waiting beside torch's spinning OpenMP threads made every narrow product wait (5x slower
+    at the default threads on 2 cores): the solver limits BLAS to one thread while it runs, and only then."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from steerlab.probes.lbfgs_path import solve_path
+    from steerlab.probes.logistic_operators import FeatureOperator
+
+    def blas_threads():
+        return {info["filepath"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+
+    seen = []
+
+    class Recording(FeatureOperator):
+        def logits(self, v, rows=None):
+            seen.append(blas_threads())
+            return super().logits(v, rows)
+
+    Z = torch.randn(1, 40, 5)
+    y = (Z[0, :, 0] > 0).double()
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        solve_path(Recording(Z.double()), y, torch.tensor([[0.1, 1.0]], dtype=torch.float64))
+        assert blas_threads() == before
+    assert seen and all(set(threads.values()) == {1} for threads in seen)
+
+
+def test_finite_check_takes_huge_finite_values_and_refuses_inf():
+    """The finite check sums first (NaN and inf propagate); a sum that overflows on finite values must not
+    be taken for a bad value."""
+    from steerlab.probes import ProbeInputError
+    from steerlab.probes.validation import as_activation_tensor
+
+    huge = np.full((4, 3), 3e38, dtype=np.float32)  # finite, but the sum overflows float32
+    assert torch.equal(as_activation_tensor(huge)[0], torch.from_numpy(huge))
+    huge[2, 1] = -np.inf
+    with pytest.raises(ProbeInputError, match=r"NaN or inf values \(first bad rows: \[2\]\)"):
+        as_activation_tensor(huge)
+
+
+def test_scaler_is_standardscalers_on_the_chosen_rows():
+    from sklearn.preprocessing import StandardScaler
+
+    from steerlab.probes.span import rows_scaler, standardized_rows
+
+    X, _ = activation_like(200, 12)
+    X[:, 3] = 7.0  # a constant feature gets scale 1, as StandardScaler gives it
+    rows = np.arange(0, 200, 3)
+    stacked = torch.from_numpy(np.stack([X, 2 * X]))  # [B=2, n, d]
+    mean, scale = rows_scaler(stacked, torch.from_numpy(rows))
+    reference = StandardScaler().fit(X[rows].astype(np.float64))
+    np.testing.assert_allclose(mean[0].numpy(), reference.mean_, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(scale[0].numpy(), reference.scale_, rtol=1e-5)
+    np.testing.assert_allclose(scale[1, 3].item(), 1.0)
+    np.testing.assert_allclose(standardized_rows(stacked[0], mean[0], scale[0]).numpy(),
+                               reference.transform(X.astype(np.float64)), rtol=1e-4, atol=1e-4)

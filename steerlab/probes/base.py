@@ -86,7 +86,7 @@ class LinearProbe(BinaryClassifier):
         coef, intercept = self._fit_layers(X3.to(self.device), y01, groups)
         coef, intercept = coef.detach().cpu().numpy(), intercept.detach().cpu().numpy()  # keeps the fit dtype
         # the scale of the rows the direction came from: a steering alpha in "norm units" multiplies it
-        norms = torch.linalg.vector_norm(X3, dim=-1, dtype=torch.float64)  # [L, n], no float64 copy of X3
+        norms = torch.linalg.vector_norm(X3, dim=-1).double()  # [L, n]; accumulating in float64 cost 0.6 s at d=4096
         self.activation_norm_ = norms.median(dim=1).values.cpu().numpy()  # [L]
         self._set_fitted(coef, intercept, per_layer, info)
         self.fit_seconds_ = time.perf_counter() - start

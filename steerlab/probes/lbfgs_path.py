@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from steerlab.probes.logistic_operators import FeatureOperator, KernelOperator
+from steerlab.probes.logistic_operators import FeatureOperator, KernelOperator, one_blas_thread
 
 
 @dataclass
@@ -138,6 +138,7 @@ class _Memory:
         return d, -(gamma * Mg + (coeffs @ self.MW)[..., 0, :])
 
 
+@one_blas_thread
 def solve_path(operator: KernelOperator | FeatureOperator, y: torch.Tensor, Cs: torch.Tensor, *,
                start: torch.Tensor | None = None, tol: float = 1e-4, max_iter: int = 500, history: int = 5,
                window: int = 10, refill: int | None = 1, warm_start_grid: bool = True, restart: bool = True,

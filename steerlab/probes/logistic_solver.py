@@ -30,7 +30,7 @@ import torch
 
 from steerlab.probes.lbfgs_path import solve_path
 from steerlab.probes.logistic_operators import FeatureOperator
-from steerlab.probes.span import scaler, symmetric_eigh
+from steerlab.probes.span import scaler, standardized_rows, symmetric_eigh
 
 
 @dataclass
@@ -52,7 +52,7 @@ class LogisticSolution:
 def standardize(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(X_std, mean [B, d], scale [B, d])`` for ``X`` ``[B, n, d]``: StandardScaler's ddof=0, zero std -> 1."""
     mean, scale = scaler(X)
-    return (X - mean[:, None]) / scale[:, None], mean, scale
+    return torch.stack([standardized_rows(X[b], mean[b], scale[b]) for b in range(len(X))]), mean, scale
 
 
 def fold_back(coef_std: torch.Tensor, intercept_std: torch.Tensor, mean: torch.Tensor,

@@ -33,15 +33,32 @@ from steerlab.probes.logistic_operators import FeatureOperator, KernelOperator, 
 
 def scaler(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean [B, d], scale [B, d])`` of ``X [B, n, d]``: StandardScaler's (ddof=0; a constant feature gets scale 1)."""
-    mean = X.mean(1)
-    scale = X.std(1, correction=0)
+    return rows_scaler(X, None)
+
+
+def rows_scaler(X: torch.Tensor, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`scaler` of the ``rows`` of ``X [B, n, d]`` (None: all), one element at a time (bounded memory).
+    On CPU through numpy (two passes, pairwise sums): 2-4x faster than torch's ``std`` here."""
+    mean, scale = X.new_empty(X.shape[0], X.shape[2]), X.new_empty(X.shape[0], X.shape[2])
+    for b in range(X.shape[0]):
+        chosen = X[b] if rows is None else X[b, rows]
+        if X.device.type == "cpu":
+            array = chosen.numpy()
+            mean[b], scale[b] = torch.from_numpy(array.mean(0)), torch.from_numpy(array.std(0))
+        else:
+            mean[b] = chosen.mean(0)
+            scale[b] = (chosen - mean[b]).square().mean(0).sqrt()
     return mean, torch.where(scale > 1e-12 * (1 + mean.abs()), scale, torch.ones_like(scale))
 
 
-def rows_scaler(X: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`scaler` of the ``rows`` of ``X [B, n, d]``, one element at a time (no copy of all the chosen rows)."""
-    parts = [scaler(X[b, rows][None]) for b in range(X.shape[0])]
-    return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
+def standardized_rows(X: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``(X - mean) / scale`` for one element's rows ``X [n, d]``; on CPU through numpy, whose broadcast
+    arithmetic measured 4x faster than torch's here (8 vs 36 ms for 1,200 x 4,096)."""
+    if X.device.type != "cpu":
+        return (X - mean) / scale
+    array = X.numpy() - mean.numpy()
+    array /= scale.numpy()
+    return torch.from_numpy(array)
 
 
 class SolverSpace:
@@ -72,7 +89,7 @@ class SolverSpace:
     def standardized(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, n', d]``: the (chosen) rows standardised."""
         X = self.X if rows is None else self.X[:, rows]
-        return (X - self.mean[:, None]) / self.scale[:, None]
+        return torch.stack([standardized_rows(X[b], self.mean[b], self.scale[b]) for b in range(len(X))])
 
     def train_operator(self) -> KernelOperator | FeatureOperator:
         """The problem on the training rows."""
@@ -107,7 +124,7 @@ class SolverSpace:
     def standardized_weights(self, theta: torch.Tensor) -> torch.Tensor:
         """``w`` ``[B, K, d]`` in standardised coordinates of all-row coefficients ``theta [B, K, N+1]``."""
         if self.kind == "kernel":  # one element at a time: no standardised copy of all the data
-            return torch.stack([theta[b, ..., :-1] @ ((self.X[b] - self.mean[b]) / self.scale[b])
+            return torch.stack([theta[b, ..., :-1] @ standardized_rows(self.X[b], self.mean[b], self.scale[b])
                                 for b in range(len(theta))])
         return theta[..., :-1] @ self.V.transpose(1, 2)
 
@@ -132,7 +149,7 @@ def _train_covariance(X: torch.Tensor, train: torch.Tensor, mean: torch.Tensor, 
     B, _, d = X.shape
     out = X.new_empty(B, d, d)
     for b in range(B):
-        rows = (X[b, train] - mean[b]) / scale[b]
+        rows = standardized_rows(X[b, train], mean[b], scale[b])
         out[b] = _matmul(rows.T, rows) / len(train)
     return out
 
@@ -141,7 +158,7 @@ def _rotated(X: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, V: torch.
     """``[B, n, d]``: the standardised rows of ``X`` in the eigenbasis ``V [B, d, d]``, one element at a time."""
     out = X.new_empty(X.shape[0], X.shape[1], V.shape[-1])
     for b in range(X.shape[0]):
-        out[b] = _matmul((X[b] - mean[b]) / scale[b], V[b])
+        out[b] = _matmul(standardized_rows(X[b], mean[b], scale[b]), V[b])
     return out
 
 
@@ -153,12 +170,13 @@ def _gram(X: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> tuple[tor
     G = X.new_empty(B, n, n)
     column_norm = X.new_empty(B)
     for b in range(B):
-        rows = (X[b] - mean[b]) / scale[b]
-        column_norm[b] = rows.square().sum(0).amax().sqrt()
+        rows = standardized_rows(X[b], mean[b], scale[b])
         if X.device.type == "cpu":
             array = rows.numpy()
+            column_norm[b] = float(np.sqrt(np.einsum("ij,ij->j", array, array).max()))  # no squared copy
             G[b] = torch.from_numpy(array @ array.T)
         else:
+            column_norm[b] = rows.square().sum(0).amax().sqrt()
             G[b] = rows @ rows.T
     return G, column_norm
 
