@@ -221,3 +221,41 @@ def test_scaler_is_standardscalers_on_the_chosen_rows():
     np.testing.assert_allclose(scale[1, 3].item(), 1.0)
     np.testing.assert_allclose(standardized_rows(stacked[0], mean[0], scale[0]).numpy(),
                                reference.transform(X.astype(np.float64)), rtol=1e-4, atol=1e-4)
+
+
+def test_overlapping_thread_holds_restore_the_callers_setting():
+    """Two Python threads inside the probes' one-thread hold at once: both see one thread, and the setting
+    found before the first is back after the last (a per-call save and restore would leave 1 behind)."""
+    import threading
+
+    from steerlab.probes.thread_scopes import one_torch_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+        seen = {}
+
+        def first():
+            with one_torch_thread():
+                seen["first"] = torch.get_num_threads()
+                first_in.set()
+                second_in.wait(10)
+            first_out.set()
+
+        def second():
+            first_in.wait(10)
+            with one_torch_thread():
+                second_in.set()
+                first_out.wait(10)
+                seen["second"] = torch.get_num_threads()
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert seen == {"first": 1, "second": 1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -6,8 +6,9 @@ from another thread would run them too (coming out steered, or recorded into the
 
 Torch's own threads (the thread policy): the library does not change torch's global settings
 (``torch.set_num_threads``, interop threads, flush-denormal) behind a user's back, so a user's
-choices stay as they are (one exception: the probes' solver runs LAPACK ``eigh`` on one thread
-and restores the count right after, ``steerlab.probes.logistic_solver``). Its speed on a busy
+choices stay as they are (two exceptions, both restored when the call returns: the probes' solvers
+run LAPACK ``eigh`` on one torch thread and their L-BFGS loop with numpy's BLAS on one thread,
+``steerlab.probes.thread_scopes``). Its speed on a busy
 machine comes from doing fewer, larger forwards (sweeps and KL searches run many alphas in one
 batched forward, :mod:`steerlab.steering.batching`), not from process-wide state. Only the
 ``steerlab`` command line chooses, for its own process and for the duration of a command

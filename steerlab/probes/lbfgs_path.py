@@ -48,7 +48,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from steerlab.probes.logistic_operators import FeatureOperator, KernelOperator, one_blas_thread
+from steerlab.probes.logistic_operators import FeatureOperator, KernelOperator
+from steerlab.probes.thread_scopes import one_blas_thread
 
 
 @dataclass

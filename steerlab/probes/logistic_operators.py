@@ -20,13 +20,8 @@ Example:
 
 from __future__ import annotations
 
-import functools
-from typing import Callable, TypeVar
-
 import numpy as np
 import torch
-
-Result = TypeVar("Result")
 
 
 class KernelOperator:
@@ -209,29 +204,3 @@ def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.device.type != "cpu" or a.requires_grad or b.requires_grad:
         return a @ b
     return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
-
-
-def one_blas_thread(function: Callable[..., Result]) -> Callable[..., Result]:
-    """Run ``function`` with numpy's BLAS on one thread (restored afterwards).
-
-    The products here are narrow (a few columns), so BLAS threads gain nothing on them, and while
-    torch's OpenMP threads spin between operations, BLAS threads waiting for a core make every product
-    wait too: measured on 2 cores with the default threads (2 torch, 2 BLAS), RaptorProbe on SmolLM2
-    cities took 52 s against 9 s with one BLAS thread (``benchmarks/results_raptor_speed.md``). The
-    limit is process-wide while ``function`` runs, as any BLAS setting is.
-    """
-
-    @functools.wraps(function)
-    def limited(*args, **kwargs):
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            return function(*args, **kwargs)
-
-    return limited
-
-
-@functools.cache
-def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS libraries, built once (building it scans them: ~7 ms)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from steerlab.probes.logistic_operators import FeatureOperator, KernelOperator, _matmul
+from steerlab.probes.thread_scopes import one_torch_thread
 
 
 def scaler(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,17 +183,13 @@ def _gram(X: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> tuple[tor
 
 
 def symmetric_eigh(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.linalg.eigh`` (ascending eigenvalues, eigenvectors as columns) on one CPU thread:
-    multi-threaded LAPACK eigh on a busy machine can be 40x slower than single-threaded (measured:
-    16.8 s vs 0.43 s for 12 x 768^2)."""
+    """``torch.linalg.eigh`` (ascending eigenvalues, eigenvectors as columns), on one CPU thread
+    (:func:`~steerlab.probes.thread_scopes.one_torch_thread`: multi-threaded LAPACK eigh on a busy machine
+    measured 40x slower)."""
     if matrix.device.type != "cpu":
         return torch.linalg.eigh(matrix)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         return torch.linalg.eigh(matrix)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def as_index(rows: np.ndarray, device: torch.device | str) -> torch.Tensor:
