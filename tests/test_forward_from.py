@@ -72,3 +72,20 @@ def _first_two(batch):
     from steerlab.models.tokenization import TokenBatch
 
     return TokenBatch(batch.input_ids[:2], batch.attention_mask[:2], batch.padding_side)
+
+
+def test_attached_hooks_at_or_before_the_start_are_refused_later_ones_run(model_dir):
+    """A hook already attached (steer, sae_splice, model.hooks) at the start layer's input would be overwritten
+    by the given input, and one before it skipped: refused by name. One after it runs as in a full forward."""
+    model = steerlab.load_model(str(model_dir("gpt2")))
+    batch = model.tokenize(TEXTS)
+    held = _resid_pre(model, batch, 2)
+    shift = torch.randn(model.d_model, generator=torch.Generator().manual_seed(1))
+    for site, layer in (("resid_pre", 2), ("resid_post", 1)):
+        with model.hooks([(model.point(site, layer), lambda h: h + shift)]):
+            with pytest.raises(ValueError, match=rf"hooks already attached at \['blocks.{layer}.hook_{site}'\]"):
+                model.forward_from(batch, 2, held)
+    with torch.no_grad(), model.hooks([(model.point("mlp_out", 2), lambda h: h + shift)]):
+        full = model.forward(batch)
+        assert torch.equal(model.forward_from(batch, 2, held), full)
+    assert torch.equal(model.forward_from(batch, 2, held), model.forward(batch))  # the hooks are gone

@@ -101,6 +101,36 @@ def test_shipped_saes_explain_held_out_text(model, name):
     assert quality["ce_clean"] < quality["ce_spliced"] < quality["ce_mean_ablated"]
 
 
+
+@pytest.mark.parametrize("hook_name", ["blocks.2.hook_resid_post", "blocks.1.hook_mlp_out", "blocks.0.hook_resid_pre"])
+def test_ce_losses_equal_full_forwards(model, sae, hook_name):
+    """The spliced and ablated forwards start at the SAE's layer (forward_from): the same losses as full
+    forwards of every text (token_logprobs and mean_nll, computed independently), to float rounding."""
+    from steerlab.sae.editing import sae_splice
+    from steerlab.sae.quality import ce_losses
+    from steerlab.steering.metrics import mean_nll, token_logprobs
+
+    chosen = sae if hook_name == "blocks.2.hook_resid_post" else planted_sae(model.d_model, 64, hook_name)
+    texts = demo_corpus(40, seed=7)
+    point = check_sae(chosen, model)
+    mean = torch.randn(model.d_model)
+
+    def ablate(h):
+        out = mean.to(h.dtype).expand_as(h).clone()
+        out[:, 0] = h[:, 0]
+        return out
+
+    clean = mean_nll(model, texts, token_logprobs(model, texts))
+    with sae_splice(model, chosen):
+        spliced = mean_nll(model, texts, token_logprobs(model, texts))
+    with model.hooks([(model.point(point.site, point.layer), ablate)]):
+        ablated = mean_nll(model, texts, token_logprobs(model, texts))
+    with no_leftover_hooks(model):
+        losses = ce_losses(model, chosen, texts, site_mean=mean, batch_size=16)
+    np.testing.assert_allclose([losses["ce_clean"], losses["ce_spliced"], losses["ce_mean_ablated"]],
+                               [clean, spliced, ablated], rtol=1e-5)
+    assert spliced != clean
+
 # ------------------------------------------------------------------ editing with the error term
 
 

@@ -237,14 +237,21 @@ class ModelAdapter:
         For many forwards of the same texts that differ only from ``layer`` on (steering sweeps,
         feature scores): capture ``resid_pre`` of ``layer`` once (:meth:`read`), then run only the
         rest. Equal to :meth:`forward` when ``resid_pre`` is what the blocks before would give.
-        Every site function must sit at ``layer`` or later, and so must hooks already attached
-        (e.g. by :func:`steerlab.steer`): earlier ones would not run.
+        Every site function must sit at ``layer`` or later; hooks already attached (:meth:`hooks`,
+        e.g. by :func:`steerlab.steer`) after ``layer``'s input, since the given input replaces that
+        site after them: both are refused otherwise.
         """
         point = self.point("resid_pre", layer)
         early = sorted({p.hook_name for p, _ in fns if p.execution_key < point.execution_key})
         if early:
             raise ValueError(f"forward_from(layer={point.layer}) skips the blocks before it, so site functions at "
                              f"{early} would never run: start at their layer or earlier.")
+        held = sorted({p.hook_name for p in self.__dict__.get("_attached_points", ())
+                       if p.execution_key <= point.execution_key})
+        if held:
+            raise ValueError(f"forward_from(layer={point.layer}) replaces block {point.layer}'s input, so hooks already "
+                             f"attached at {held} (steer, sae_splice, model.hooks) would be skipped or overwritten: "
+                             "pass them as site functions (fns) instead, or start at an earlier layer.")
         expected = (*batch.input_ids.shape, self.d_model)
         if tuple(resid_pre.shape) != expected:
             raise ValueError(f"resid_pre has shape {tuple(resid_pre.shape)}; block {point.layer}'s input for this batch "
@@ -276,8 +283,14 @@ class ModelAdapter:
         model object per thread, or serialize the calls).
         """
         self._check_fns(fns)
+        attached = self.__dict__.setdefault("_attached_points", [])  # what forward_from must not skip
         with self._guard.claim(self._forward_root()), self._attach(fns):
-            yield
+            attached.extend(point for point, _ in fns)
+            try:
+                yield
+            finally:
+                for point, _ in fns:
+                    attached.remove(point)
 
     def generate(self, texts: Sequence[str], max_new_tokens: int = 20, do_sample: bool = False,
                  fns: SiteFns = (), chat_template: bool = False, **kwargs: Any) -> list[str]:

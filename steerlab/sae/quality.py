@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 
 from steerlab.sae.activations import encode_latents, site_activations
-from steerlab.sae.editing import sae_splice
+from steerlab.sae.editing import _site_function
 from steerlab.sae.loading import check_sae
-from steerlab.steering.metrics import mean_nll, token_logprobs
+from steerlab.steering.metrics import next_token_nll
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -57,18 +57,17 @@ def reconstruction_metrics(sae: SAE, activations: torch.Tensor) -> dict[str, flo
 
 
 def ce_losses(model: ModelLike, sae: SAE, texts: Sequence[str], skip_first: bool = True,
-              site_mean: torch.Tensor | None = None) -> dict[str, float]:
+              site_mean: torch.Tensor | None = None, batch_size: int = 32) -> dict[str, float]:
     """Mean next-token loss (nats) of ``texts``: clean, SAE spliced in, site mean-ablated (the first
     token left as it is in both when ``skip_first``).
 
     ``site_mean`` ``[d_in]``: the site's mean activation over ``texts`` (the same tokens, averaged in
-    float32), if already at hand; computed here otherwise.
+    float32), if already at hand; computed here otherwise. Per batch of ``batch_size`` texts, the clean
+    forward also reads the SAE layer's input, and the spliced and ablated forwards run only the blocks
+    from that layer on (:meth:`~steerlab.models.ModelAdapter.forward_from`; the same logits).
     """
     point = check_sae(sae, model)
     texts = list(texts)
-    clean = mean_nll(model, texts, token_logprobs(model, texts))
-    with sae_splice(model, sae, skip_first=skip_first):
-        spliced = mean_nll(model, texts, token_logprobs(model, texts))
     if site_mean is None:
         site_mean = site_activations(model, sae, texts, skip_first=skip_first).float().mean(dim=0)
 
@@ -78,8 +77,27 @@ def ce_losses(model: ModelLike, sae: SAE, texts: Sequence[str], skip_first: bool
             ablated[:, 0] = h[:, 0]
         return ablated
 
-    with model.hooks([(model.point(point.site, point.layer), mean_ablate)]):
-        ablated = mean_nll(model, texts, token_logprobs(model, texts))
+    site = model.point(point.site, point.layer)
+    sums = {"clean": 0.0, "spliced": 0.0, "ablated": 0.0}
+    n_tokens = 0
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            batch = model.tokenize(texts[start:start + batch_size])
+            held: dict[str, torch.Tensor] = {}
+            read = (model.point("resid_pre", point.layer), lambda h: held.__setitem__("resid_pre", h.detach().clone()))
+            logits = {"clean": model.forward(batch, [read])}
+            with model.token_positions() as tracker:  # the splice as a site function, after the given input
+                splice = _site_function(sae, {}, False, tracker, "all", skip_first)
+                logits["spliced"] = model.forward_from(batch, point.layer, held["resid_pre"], [(site, splice)])
+            logits["ablated"] = model.forward_from(batch, point.layer, held["resid_pre"], [(site, mean_ablate)])
+            for name, values in logits.items():
+                total, count = next_token_nll(torch.log_softmax(values.float(), dim=-1).cpu(), batch.input_ids.cpu(),
+                                              batch.attention_mask.cpu())
+                sums[name] += float(total)
+            n_tokens += count
+    if n_tokens == 0:
+        raise ValueError("The texts need at least two tokens each to measure a next-token loss.")
+    clean, spliced, ablated = (sums[name] / n_tokens for name in ("clean", "spliced", "ablated"))
     recovered = (ablated - spliced) / (ablated - clean) if ablated != clean else math.nan
     return {"ce_clean": clean, "ce_spliced": spliced, "ce_mean_ablated": ablated, "ce_increase": spliced - clean,
             "ce_loss_recovered": recovered}

@@ -95,13 +95,21 @@ def next_token_sums(logprobs: torch.Tensor, reference: torch.Tensor, input_ids: 
     predicted = attention_mask[:, 1:].bool()  # position p predicts token p + 1, a real token
     reference = reference[:, :-1]
     probabilities = reference.exp()
-    targets = input_ids[:, 1:].unsqueeze(-1)  # [n, pos - 1, 1]
     zero = torch.zeros((), dtype=reference.dtype)  # padding may hold anything, NaN included: never read
     kl, nll = torch.empty(logprobs.shape[0]), torch.empty(logprobs.shape[0])
-    for setting, steered in enumerate(logprobs[:, :, :-1]):
-        kl[setting] = torch.where(predicted, (probabilities * (reference - steered)).sum(dim=-1), zero).sum()
-        nll[setting] = torch.where(predicted, -steered.gather(-1, targets).squeeze(-1), zero).sum()
+    for setting, steered in enumerate(logprobs):
+        kl[setting] = torch.where(predicted, (probabilities * (reference - steered[:, :-1])).sum(dim=-1), zero).sum()
+        nll[setting] = next_token_nll(steered, input_ids, attention_mask)[0]
     return kl, nll, int(predicted.sum())
+
+
+def next_token_nll(logprobs: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, int]:
+    """``(sum, n_tokens)``: negative log-likelihood summed over the predicted tokens of a right-padded batch,
+    from its next-token ``logprobs`` ``[n, pos, vocab]`` (``input_ids``, ``attention_mask`` ``[n, pos]``)."""
+    predicted = attention_mask[:, 1:].bool()  # position p predicts token p + 1, a real token
+    picked = -logprobs[:, :-1].gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # [n, pos - 1]
+    return torch.where(predicted, picked, torch.zeros((), dtype=picked.dtype)).sum(), int(predicted.sum())
 
 
 def last_token_columns(logits: torch.Tensor, attention_mask: torch.Tensor, token_ids: Sequence[int]) -> torch.Tensor:
