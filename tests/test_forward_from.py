@@ -89,3 +89,14 @@ def test_attached_hooks_at_or_before_the_start_are_refused_later_ones_run(model_
         full = model.forward(batch)
         assert torch.equal(model.forward_from(batch, 2, held), full)
     assert torch.equal(model.forward_from(batch, 2, held), model.forward(batch))  # the hooks are gone
+
+
+def test_the_layer_input_helpers_give_what_forward_from_needs(model_dir):
+    model = steerlab.load_model(str(model_dir("llama")))
+    batch = model.tokenize(TEXTS)
+    with torch.no_grad():
+        logits, kept = model.forward_keeping_input(batch, 2)
+        assert torch.equal(logits, model.forward(batch))
+        assert torch.equal(kept, _resid_pre(model, batch, 2)) and torch.equal(model.layer_input(batch, 2), kept)
+        assert torch.equal(model.forward_from(batch, 2, kept), logits)
+    assert model.hook_snapshot() == set()

@@ -189,6 +189,7 @@ class ModelAdapter:
         self.pad_token_id = pad_token_id(tokenizer)
         self._root = root  # the torch module tree that hooks live on
         self._guard = ThreadGuard()
+        self._attached_points: list[SitePoint] = []  # sites of open `hooks` blocks (forward_from must not skip them)
 
     # -------------------------------------------------------------- common API
 
@@ -246,8 +247,7 @@ class ModelAdapter:
         if early:
             raise ValueError(f"forward_from(layer={point.layer}) skips the blocks before it, so site functions at "
                              f"{early} would never run: start at their layer or earlier.")
-        held = sorted({p.hook_name for p in self.__dict__.get("_attached_points", ())
-                       if p.execution_key <= point.execution_key})
+        held = sorted({p.hook_name for p in self._attached_points if p.execution_key <= point.execution_key})
         if held:
             raise ValueError(f"forward_from(layer={point.layer}) replaces block {point.layer}'s input, so hooks already "
                              f"attached at {held} (steer, sae_splice, model.hooks) would be skipped or overwritten: "
@@ -259,6 +259,24 @@ class ModelAdapter:
         given = (point, lambda h: resid_pre.to(h.device, h.dtype))
         with self._guard.claim(self._forward_root()), self._blocks_skipped(point.layer):
             return self.forward(batch, [given, *fns])
+
+    def forward_keeping_input(self, batch: TokenBatch, layer: int, fns: SiteFns = ()
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, resid_pre)``: :meth:`forward`, also keeping block ``layer``'s input ``[batch, pos, d_model]``
+        (as it is before ``fns`` at that site) for :meth:`forward_from`."""
+        held, reader = self._input_reader(layer)
+        return self.forward(batch, [reader, *fns]), held["resid_pre"]
+
+    def layer_input(self, batch: TokenBatch, layer: int) -> torch.Tensor:
+        """Block ``layer``'s input ``[batch, pos, d_model]`` for :meth:`forward_from`, by a pass that stops there
+        (:meth:`read`)."""
+        held, reader = self._input_reader(layer)
+        self.read(batch, [reader])
+        return held["resid_pre"]
+
+    def _input_reader(self, layer: int) -> tuple[dict[str, torch.Tensor], tuple[SitePoint, SiteFn]]:
+        held: dict[str, torch.Tensor] = {}
+        return held, (self.point("resid_pre", layer), lambda h: held.__setitem__("resid_pre", h.detach().clone()))
 
     def read(self, batch: TokenBatch, fns: SiteFns) -> None:
         """One forward pass run only as far as ``fns`` need (what :func:`steerlab.capture` uses).
@@ -283,14 +301,13 @@ class ModelAdapter:
         model object per thread, or serialize the calls).
         """
         self._check_fns(fns)
-        attached = self.__dict__.setdefault("_attached_points", [])  # what forward_from must not skip
         with self._guard.claim(self._forward_root()), self._attach(fns):
-            attached.extend(point for point, _ in fns)
+            self._attached_points.extend(point for point, _ in fns)
             try:
                 yield
             finally:
                 for point, _ in fns:
-                    attached.remove(point)
+                    self._attached_points.remove(point)
 
     def generate(self, texts: Sequence[str], max_new_tokens: int = 20, do_sample: bool = False,
                  fns: SiteFns = (), chat_template: bool = False, **kwargs: Any) -> list[str]:

@@ -52,7 +52,7 @@ class LogisticSolution:
 def standardize(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(X_std, mean [B, d], scale [B, d])`` for ``X`` ``[B, n, d]``: StandardScaler's ddof=0, zero std -> 1."""
     mean, scale = scaler(X)
-    return torch.stack([standardized_rows(X[b], mean[b], scale[b]) for b in range(len(X))]), mean, scale
+    return standardized_rows(X, mean[:, None], scale[:, None]), mean, scale
 
 
 def fold_back(coef_std: torch.Tensor, intercept_std: torch.Tensor, mean: torch.Tensor,

@@ -83,16 +83,15 @@ def ce_losses(model: ModelLike, sae: SAE, texts: Sequence[str], skip_first: bool
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             batch = model.tokenize(texts[start:start + batch_size])
-            held: dict[str, torch.Tensor] = {}
-            read = (model.point("resid_pre", point.layer), lambda h: held.__setitem__("resid_pre", h.detach().clone()))
-            logits = {"clean": model.forward(batch, [read])}
+            clean, resid_pre = model.forward_keeping_input(batch, point.layer)
+            logits = {"clean": clean}
             with model.token_positions() as tracker:  # the splice as a site function, after the given input
                 splice = _site_function(sae, {}, False, tracker, "all", skip_first)
-                logits["spliced"] = model.forward_from(batch, point.layer, held["resid_pre"], [(site, splice)])
-            logits["ablated"] = model.forward_from(batch, point.layer, held["resid_pre"], [(site, mean_ablate)])
+                logits["spliced"] = model.forward_from(batch, point.layer, resid_pre, [(site, splice)])
+            logits["ablated"] = model.forward_from(batch, point.layer, resid_pre, [(site, mean_ablate)])
+            input_ids, attention_mask = batch.input_ids.cpu(), batch.attention_mask.cpu()
             for name, values in logits.items():
-                total, count = next_token_nll(torch.log_softmax(values.float(), dim=-1).cpu(), batch.input_ids.cpu(),
-                                              batch.attention_mask.cpu())
+                total, count = next_token_nll(torch.log_softmax(values.float(), dim=-1).cpu(), input_ids, attention_mask)
                 sums[name] += float(total)
             n_tokens += count
     if n_tokens == 0:

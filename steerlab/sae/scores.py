@@ -89,9 +89,8 @@ def output_scores(model: ModelLike, sae: SAE, prompts: Sequence[str], positive_w
     # Every steered row repeats one of the prompts, unchanged before the SAE's layer: its input to that
     # layer is read once, in the unsteered forward, and each steered forward runs only the blocks from there on.
     base = model.tokenize(list(prompts))  # [P, pos], right-padded
-    held: dict[str, torch.Tensor] = {}
-    read = (model.point("resid_pre", point.layer), lambda h: held.__setitem__("resid_pre", h.detach().clone()))
-    baseline = _margins(model, base, model.forward(base, [read]), positive, negative).mean()
+    logits, resid_pre = model.forward_keeping_input(base, point.layer)
+    baseline = _margins(model, base, logits, positive, negative).mean()
     n_prompts, per_forward = len(prompts), max(1, batch_size // len(prompts))  # whole prompt groups per forward
     scores = []
     for index in range(0, len(features), per_forward):
@@ -103,7 +102,7 @@ def output_scores(model: ModelLike, sae: SAE, prompts: Sequence[str], positive_w
             def add(h: torch.Tensor) -> torch.Tensor:
                 selected = (tracker.real & (tracker.position >= first)).unsqueeze(-1)  # [rows, pos, 1]
                 return h + selected * per_row.to(h.device, h.dtype).unsqueeze(1)
-            logits = model.forward_from(rows, point.layer, held["resid_pre"].repeat(len(chunk), 1, 1),
+            logits = model.forward_from(rows, point.layer, resid_pre.repeat(len(chunk), 1, 1),
                                         [(model.point(point.site, point.layer), add)])
         margins = _margins(model, rows, logits, positive, negative)
         scores.append(margins.reshape(len(chunk), n_prompts).mean(dim=1) - baseline)

@@ -64,18 +64,20 @@ def steered_chunks(model: ModelAdapter, texts: Sequence[str], settings: Sequence
     first = _first_steered_layer(model, settings)
     for text_slice, per_forward in _text_groups(ids, len(model.tokenizer), max_rows):
         batch = pad(ids[text_slice], pad_id=model.pad_token_id, side="right")
-        unsteered, held = None, {}
+        unsteered, resid_pre = None, None
         # Every setting leaves the blocks before `first` as they are: their output is read once per group
         # of texts (beside the reference when there is one) and the steered forwards start from it.
-        read = [] if first == 0 else [(model.point("resid_pre", first), lambda h: held.__setitem__("h", h.clone()))]
         with torch.no_grad():
-            if reference:
-                unsteered = torch.log_softmax(model.forward(batch, read).float(), dim=-1)
-            elif read:
-                model.read(batch, read)
+            if reference and first > 0:
+                logits, resid_pre = model.forward_keeping_input(batch, first)
+                unsteered = torch.log_softmax(logits.float(), dim=-1)
+            elif reference:
+                unsteered = torch.log_softmax(model.forward(batch).float(), dim=-1)
+            elif first > 0:
+                resid_pre = model.layer_input(batch, first)
         for start in range(0, len(settings), per_forward):
             group = range(start, min(start + per_forward, len(settings)))
-            logits = _forward_group(model, batch, [settings[i] for i in group], steer_kwargs, first, held.get("h"))
+            logits = _forward_group(model, batch, [settings[i] for i in group], steer_kwargs, first, resid_pre)
             yield Chunk(group, text_slice, logits, batch, unsteered)
 
 
